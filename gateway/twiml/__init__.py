@@ -1,0 +1,1 @@
+"""TwiML: fetching, parsing and running Twilio Markup Language documents."""
