@@ -1,0 +1,180 @@
+"""SQLite storage of Twilio-style records (calls, recordings, conferences, messages, ...).
+
+Each record is kept whole as JSON in a ``data`` column beside the few columns the REST filters and
+orderings use, which are indexed. One connection lives on one worker thread, so no write blocks the
+event loop and SQLite sees a single writer; WAL journaling keeps readers and the writer apart and
+makes every committed record survive a crash of the process.
+
+The schema carries a version (``PRAGMA user_version``); :data:`MIGRATIONS` lists the forward steps,
+applied in order at open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from trunkline.gateway.store.tables import TABLES, Table
+
+T = TypeVar("T")
+Record = dict[str, Any]
+Operator = Literal["=", "<", "<=", ">", ">=", "!="]
+
+#: Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    tuple(statement for table in TABLES.values() for statement in table.ddl()),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """A storage request that cannot be served (unknown table or column, corrupt database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """``column op value`` on an indexed column of a table."""
+
+    column: str
+    op: Operator
+    value: str | int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of records and the total number of records that matched."""
+
+    records: list[Record]
+    total: int
+
+
+class SqliteStore:
+    """Async facade over one SQLite database; every call runs on the store's own thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trunkline-store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> SqliteStore:
+        """Create the file and its folder if needed and apply pending migrations."""
+        await self._run(self._open)
+        return self
+
+    async def close(self) -> None:
+        """Close the database and stop the worker thread."""
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    def _open(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this Trunkline ({SCHEMA_VERSION})"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            conn.execute("BEGIN")
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        self._conn = conn
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        return self._conn
+
+    @staticmethod
+    def _table(name: str) -> Table:
+        try:
+            return TABLES[name]
+        except KeyError:
+            raise StoreError(f"unknown table {name!r}") from None
+
+    async def put(self, table: str, record: Mapping[str, Any]) -> None:
+        """Insert or replace ``record`` (keyed by the table's key fields)."""
+        spec = self._table(table)
+        row = spec.row(record)
+        await self._run(self._put, spec, row)
+
+    def _put(self, spec: Table, row: Sequence[Any]) -> None:
+        columns = ", ".join(spec.all_columns)
+        marks = ", ".join("?" for _ in spec.all_columns)
+        self._db().execute(f"INSERT OR REPLACE INTO {spec.name} ({columns}) VALUES ({marks})", row)
+
+    async def get(self, table: str, **key: str) -> Record | None:
+        """The record with the given key fields, or None."""
+        spec = self._table(table)
+        where, values = spec.key_clause(key)
+        rows = await self._run(self._select, f"SELECT data FROM {spec.name} WHERE {where}", values)
+        return json.loads(rows[0]["data"]) if rows else None
+
+    async def delete(self, table: str, **key: str) -> bool:
+        """Delete the record with the given key fields; True if there was one."""
+        spec = self._table(table)
+        where, values = spec.key_clause(key)
+        return await self._run(self._delete, f"DELETE FROM {spec.name} WHERE {where}", values)
+
+    def _delete(self, sql: str, values: Sequence[Any]) -> bool:
+        return self._db().execute(sql, values).rowcount > 0
+
+    def _select(self, sql: str, values: Sequence[Any]) -> list[sqlite3.Row]:
+        return self._db().execute(sql, values).fetchall()
+
+    async def select(
+        self,
+        table: str,
+        filters: Sequence[Filter] = (),
+        *,
+        order_by: str | None = None,
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
+        """Records matching every filter, newest first by ``order_by`` (the table's default)."""
+        spec = self._table(table)
+        clauses: list[str] = []
+        values: list[Any] = []
+        for item in filters:
+            spec.check_column(item.column)
+            if item.value is None and item.op in ("=", "!="):
+                clauses.append(f"{item.column} IS {'NOT ' if item.op == '!=' else ''}NULL")
+                continue
+            clauses.append(f"{item.column} {item.op} ?")
+            values.append(item.value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = order_by or spec.order_by
+        spec.check_column(order)
+        direction = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT data FROM {spec.name}{where} "
+            f"ORDER BY {order} {direction}, rowid {direction} LIMIT ? OFFSET ?"
+        )
+        count_sql = f"SELECT COUNT(*) AS n FROM {spec.name}{where}"
+        rows, count = await self._run(self._page, sql, [*values, limit, offset], count_sql, values)
+        return Page(records=[json.loads(row["data"]) for row in rows], total=count)
+
+    def _page(
+        self, sql: str, values: Sequence[Any], count_sql: str, count_values: Sequence[Any]
+    ) -> tuple[list[sqlite3.Row], int]:
+        db = self._db()
+        return db.execute(sql, values).fetchall(), int(db.execute(count_sql, count_values).fetchone()["n"])

@@ -1,0 +1,108 @@
+"""The tables of the store: for each, its key, its indexed columns and its default ordering.
+
+A record is a JSON object with Twilio's snake_case field names; the indexed columns are copied from
+the record's fields of the same name (``from`` and ``to`` are stored as ``from_``/``to_`` columns,
+since both are SQL keywords; ``start_ts``/``end_ts`` come from ``start_time``/``end_time``). Dates,
+which records carry as RFC 2822 strings as Twilio's JSON does, are stored as Unix seconds so that
+ranges compare as numbers: filter them with floats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table: ``key`` fields form the primary key; ``columns`` are indexed for filters."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    order_by: str = "date_created"
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        """Key columns, indexed columns and the JSON ``data`` column, in storage order."""
+        return (*self.key, *[c for c in self.columns if c not in self.key], "data")
+
+    def ddl(self) -> list[str]:
+        """CREATE statements for the table and one index per filter column."""
+        cols = ", ".join(f"{c} {'TEXT NOT NULL' if c in self.key else ''}".strip() for c in self.all_columns)
+        statements = [f"CREATE TABLE {self.name} ({cols}, PRIMARY KEY ({', '.join(self.key)}))"]
+        for column in self.columns:
+            if column not in self.key:
+                statements.append(f"CREATE INDEX {self.name}_{column} ON {self.name} ({column})")
+        return statements
+
+    def check_column(self, column: str) -> None:
+        """Raise ``ValueError`` for a column the table does not index."""
+        if column not in self.key and column not in self.columns:
+            raise ValueError(f"table {self.name} has no column {column!r}")
+
+    def row(self, record: Mapping[str, Any]) -> list[Any]:
+        """The values to store for ``record``."""
+        missing = [k for k in self.key if not record.get(k)]
+        if missing:
+            raise ValueError(f"{self.name} record lacks its key field(s) {', '.join(missing)}")
+        values = [_value(record, column) for column in self.all_columns[:-1]]
+        return [*values, json.dumps(record, separators=(",", ":"), default=str)]
+
+    def key_clause(self, key: Mapping[str, str]) -> tuple[str, list[str]]:
+        """``WHERE`` text and values for a lookup by the table's full key."""
+        if set(key) != set(self.key):
+            raise ValueError(f"{self.name} is keyed by {', '.join(self.key)}, got {', '.join(key)}")
+        return " AND ".join(f"{k} = ?" for k in self.key), [key[k] for k in self.key]
+
+
+_FIELDS = {"from_": "from", "to_": "to", "start_ts": "start_time", "end_ts": "end_time"}
+
+
+def _value(record: Mapping[str, Any], column: str) -> Any:
+    value = record.get(_FIELDS.get(column, column))
+    if isinstance(value, str) and (column.startswith("date_") or column.endswith("_ts")):
+        return to_epoch(value)
+    return value
+
+
+def to_epoch(value: str) -> float | None:
+    """Unix seconds of an RFC 2822 date (Twilio's JSON date format), None if it is not one."""
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (
+        Table(
+            "calls",
+            ("sid",),
+            (
+                "account_sid",
+                "parent_call_sid",
+                "to_",
+                "from_",
+                "status",
+                "start_ts",
+                "end_ts",
+                "date_created",
+            ),
+        ),
+        Table("recordings", ("sid",), ("account_sid", "call_sid", "conference_sid", "date_created")),
+        Table(
+            "conferences",
+            ("sid",),
+            ("account_sid", "friendly_name", "status", "date_created", "date_updated"),
+        ),
+        Table("participants", ("conference_sid", "call_sid"), ("account_sid", "date_created")),
+        Table("messages", ("sid",), ("account_sid", "to_", "from_", "status", "date_sent", "date_created")),
+        Table("queues", ("sid",), ("account_sid", "friendly_name", "date_created")),
+        Table("notifications", ("sid",), ("account_sid", "call_sid", "error_code", "date_created")),
+    )
+}
