@@ -1,0 +1,1 @@
+"""The Twilio-compatible REST API (aiohttp)."""
