@@ -46,12 +46,25 @@ def _credentials(request: web.Request) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def _public_media(request: web.Request) -> bool:
+    """Recording media is readable without credentials, as Twilio's is by default, so that an
+    app can ``<Play>`` a ``RecordingUrl``; the SID is the secret. Metadata (``.json``) is not."""
+    parts = request.path.split("/")
+    return (
+        request.method in ("GET", "HEAD")
+        and len(parts) == 6
+        and parts[4] == "Recordings"
+        and parts[5].startswith("RE")
+        and not parts[5].endswith(".json")
+    )
+
+
 def auth_middleware(accounts: Mapping[str, str]) -> Middleware:
     """Basic auth against ``accounts`` (SID -> auth token) for every ``/2010-04-01/`` path."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(f"/{API_VERSION}/"):
+        if not request.path.startswith(f"/{API_VERSION}/") or _public_media(request):
             return await handler(request)
         credentials = _credentials(request)
         token = accounts.get(credentials[0]) if credentials else None

@@ -163,6 +163,12 @@ async def test_recording_media_and_delete(api: Api) -> None:
             assert response.status == 200 and response.headers["Content-Type"] == "audio/mpeg"
             mp3 = await response.read()
     assert len(mp3) > 1000
+    # Media is public, as Twilio's is by default (so an app can <Play> a RecordingUrl); metadata is not.
+    async with aiohttp.ClientSession() as anonymous:
+        async with anonymous.get(media) as response:
+            assert response.status == 200 and await response.read() == wav
+        async with anonymous.get(media + ".json") as response:
+            assert response.status == 401
     audio, got_rate = sf.read(io.BytesIO(wav), dtype="int16")
     spectrum = np.abs(np.fft.rfft(audio))
     assert got_rate == rate and abs(np.argmax(spectrum) * rate / len(audio) - 440) < 2
