@@ -49,9 +49,8 @@ def test_example_file_loads_with_every_section() -> None:
     assert config.sip.listen == (
         ListenAddress("udp", "127.0.0.1", 5060),
         ListenAddress("tcp", "127.0.0.1", 5060),
-        ListenAddress("tls", "127.0.0.1", 5061),
     )
-    assert str(config.sip.listen[2]) == "tls:127.0.0.1:5061"
+    assert str(config.sip.listen[1]) == "tcp:127.0.0.1:5060"
     assert config.sip.tls.cert == Path("var/tls/cert.pem")
     assert (config.sip.timers.t1, config.sip.timers.t2, config.sip.timers.t4) == (500, 4000, 5000)
     assert config.rtp.port_min == 20000 and config.rtp.port_max == 29999
