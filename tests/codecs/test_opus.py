@@ -1,0 +1,97 @@
+"""Opus through PyAV: framing, delay, tone fidelity, stereo, PLC, DTX, FEC option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.codecs._signals import best_lag, chirp, peak_hz, rms, sine
+from trunkline.codecs.base import CodecError
+from trunkline.codecs.opus import OPUS_DELAY_SAMPLES, OpusDecoder, OpusEncoder
+
+
+def run(enc: OpusEncoder, dec: OpusDecoder, pcm: np.ndarray) -> np.ndarray:
+    n = enc.frame_samples
+    out = []
+    for i in range(pcm.shape[0] // n):
+        payload = enc.encode(pcm[i * n : (i + 1) * n])
+        assert payload, "one packet per frame"
+        frame = dec.decode(payload)
+        assert frame.shape[0] == n
+        out.append(frame)
+    return np.concatenate(out)
+
+
+def test_1khz_tone_survives_with_right_frequency_and_level() -> None:
+    pcm = sine(1000, 960 * 50, 48000, amplitude=10000)
+    out = run(OpusEncoder(bitrate=32000), OpusDecoder(), pcm)
+    assert out.shape == (960 * 50,) and out.dtype == np.int16
+    steady = out[960 * 10 :]
+    assert abs(peak_hz(steady, 48000) - 1000) <= 5
+    level_db = 20 * np.log10(rms(steady) / rms(pcm))
+    assert abs(level_db) < 1.0
+
+
+def test_constant_delay_is_the_encoder_lookahead() -> None:
+    pcm = chirp(960 * 40, 48000)
+    out = run(OpusEncoder(bitrate=64000, application="audio"), OpusDecoder(), pcm)
+    assert best_lag(out, pcm, 600, 20000) == OPUS_DELAY_SAMPLES
+
+
+def test_stereo_keeps_channels_apart() -> None:
+    left, right = sine(700, 960 * 30, 48000), sine(2500, 960 * 30, 48000)
+    pcm = np.stack([left, right], axis=1)
+    enc, dec = OpusEncoder(channels=2, bitrate=64000, application="audio"), OpusDecoder(channels=2)
+    out = run(enc, dec, pcm)
+    assert out.shape == (960 * 30, 2)
+    assert abs(peak_hz(out[9600:, 0], 48000) - 700) <= 5
+    assert abs(peak_hz(out[9600:, 1], 48000) - 2500) <= 5
+
+
+def test_plc_continues_the_tone_then_decoding_resumes() -> None:
+    enc, dec = OpusEncoder(), OpusDecoder()
+    assert np.all(dec.conceal(960) == 0)  # nothing decoded yet: silence
+    pcm = sine(1000, 960 * 12, 48000, amplitude=10000)
+    run(enc, dec, pcm[: 960 * 10])
+    lost = dec.conceal(960)
+    assert lost.shape == (960,)
+    assert abs(peak_hz(lost, 48000) - 1000) <= 10 and rms(lost) > 0.3 * rms(pcm)
+    enc.encode(pcm[960 * 10 : 960 * 11])  # the lost packet
+    after = dec.decode(enc.encode(pcm[960 * 11 :]))
+    assert after.shape == (960,) and abs(peak_hz(after, 48000) - 1000) <= 10
+
+
+def test_dtx_suppresses_silent_frames_but_refreshes() -> None:
+    enc = OpusEncoder(dtx=True)
+    silence = np.zeros(960, np.int16)
+    sent = [bool(enc.encode(silence)) for _ in range(60)]
+    assert all(sent[: OpusEncoder.DTX_HANGOVER])
+    assert sent.count(True) == OpusEncoder.DTX_HANGOVER + 2  # refresh at quiet 20 and 40
+    assert enc.encode(sine(1000, 960, 48000)) != b""
+    plain = OpusEncoder()
+    assert all(plain.encode(silence) for _ in range(30))
+
+
+def test_fec_option_changes_the_bitstream() -> None:
+    noise = np.random.default_rng(3).normal(0, 3000, 960 * 20).astype(np.int16)
+    a, b = OpusEncoder(bitrate=24000), OpusEncoder(bitrate=24000, fec=True, packet_loss=30)
+    frames = [noise[i * 960 : (i + 1) * 960] for i in range(20)]
+    assert [a.encode(f) for f in frames] != [b.encode(f) for f in frames]
+    via_fmtp = OpusEncoder(useinbandfec="1", maxaveragebitrate="20000")
+    assert via_fmtp.bitrate == 20000
+
+
+def test_invalid_arguments_and_packets() -> None:
+    with pytest.raises(CodecError, match="bitrate"):
+        OpusEncoder(bitrate=1000)
+    with pytest.raises(CodecError, match="channels"):
+        OpusEncoder(channels=3)
+    with pytest.raises(CodecError, match="unknown Opus parameters"):
+        OpusEncoder(foo="1")
+    with pytest.raises(CodecError, match="shape"):
+        OpusEncoder().encode(np.zeros(480, np.int16))
+    dec = OpusDecoder()
+    with pytest.raises(CodecError, match="empty"):
+        dec.decode(b"")
+    with pytest.raises(CodecError, match="invalid Opus packet"):
+        dec.decode(b"\xff\xff\xff")
