@@ -1,0 +1,1 @@
+"""Programmable messaging over SIP: message records, segment counting, SIP MESSAGE delivery."""
