@@ -1,0 +1,154 @@
+"""Conference mixer cost per 20 ms tick: how many G.711 participants fit one core?
+
+Question: what does one :meth:`ConferenceRoom.tick` (batch decode + levels + talker detection +
+top-K selection + mix-minus + shared/individual encode) cost for one room of N PCMU participants,
+~20 % of them talking (a tone plus noise each, the rest sending -70 dBFS line hiss), and for 50
+rooms of 10? The reference, measured in the same run, is the bare numpy arithmetic of a naive
+full mix-minus over the same N (sum all in int32, ``total - own`` for everyone, clip), and the
+naive full pipeline (batch decode + that + batch encode of every output).
+
+    .venv/bin/python bench/conference.py [--sizes 50,100,250,500,1000] [--ticks 200] [--search]
+
+``--search`` keeps doubling N past the largest size until a tick takes 10 ms on average, and reports
+the largest N measured under that budget (half of the 20 ms tick, leaving the rest for RTP I/O).
+The "engine path" column feeds PCM rows already decoded by the engine's own batch, as
+:class:`~trunkline.media.room.EngineRoom` receives them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from trunkline.codecs.g711 import ulaw_decode, ulaw_encode
+from trunkline.media.mixer import saturate
+from trunkline.media.room import ConferenceRoom
+
+FRAME = 160
+PATTERNS = 25  # distinct inbound ticks, replayed cyclically
+BUDGET_MS = 10.0
+
+
+def inbound_ticks(n: int, talk_share: float, seed: int = 0) -> list[dict[str, object]]:
+    """``PATTERNS`` ticks of PCMU payloads for ``n`` participants, ``talk_share`` of them talking."""
+    rng = np.random.default_rng(seed)
+    ids = [f"CA{i:05d}" for i in range(n)]
+    talkers = rng.choice(n, size=max(1, round(n * talk_share)), replace=False)
+    t = np.arange(PATTERNS * FRAME) / 8000.0
+    pcm = rng.normal(0, 10, (n, PATTERNS * FRAME))  # line hiss, about -70 dBFS
+    freqs = rng.uniform(200, 2000, talkers.size)[:, None]
+    amps = rng.uniform(1000, 8000, talkers.size)[:, None]
+    pcm[talkers] = amps * np.sin(2 * np.pi * freqs * t) + rng.normal(0, 300, (talkers.size, t.size))
+    codes = ulaw_encode(pcm.clip(-32767, 32767).astype(np.int16)).reshape(n, PATTERNS, FRAME)
+    return [{pid: codes[i, k].tobytes() for i, pid in enumerate(ids)} for k in range(PATTERNS)]
+
+
+def make_room(n: int, top_k: int | None, prefix: str = "") -> ConferenceRoom:
+    room = ConferenceRoom(f"bench{prefix}", top_k=top_k)
+    for i in range(n):
+        room.join(f"{prefix}CA{i:05d}", "PCMU/8000", beep=False)
+    return room
+
+
+def time_ticks(step: Callable[[int], object], ticks: int) -> tuple[float, float, float]:
+    """Mean, median and p99 of one call in ms (after a warm-up)."""
+    for k in range(10):
+        step(k)
+    samples = []
+    for k in range(ticks):
+        start = time.perf_counter()
+        step(k)
+        samples.append((time.perf_counter() - start) * 1000.0)
+    samples.sort()
+    return statistics.fmean(samples), samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
+
+
+def bench_room(n: int, top_k: int | None, ticks: int, pcm_in: bool = False) -> tuple[float, float, float]:
+    """``pcm_in``: inputs already decoded (rows of one array), as the media engine hands them."""
+    room = make_room(n, top_k)
+    inputs = inbound_ticks(n, 0.2)
+    if pcm_in:
+        decoded = []
+        for tick in inputs:
+            rows = ulaw_decode(np.frombuffer(b"".join(tick.values()), np.uint8).reshape(n, FRAME))  # type: ignore[arg-type]
+            decoded.append(dict(zip(tick, rows, strict=True)))
+        inputs = decoded  # type: ignore[assignment]
+    return time_ticks(lambda k: room.tick(inputs[k % PATTERNS], k * 0.02), ticks)  # type: ignore[arg-type]
+
+
+def bench_rooms(rooms: int, size: int, ticks: int) -> tuple[float, float, float]:
+    all_rooms = [make_room(size, 8, prefix=f"R{r}-") for r in range(rooms)]
+    inputs = [
+        [{f"R{r}-{pid}": v for pid, v in tick.items()} for tick in inbound_ticks(size, 0.2, seed=r)]
+        for r in range(rooms)
+    ]
+
+    def step(k: int) -> None:
+        for r, room in enumerate(all_rooms):
+            room.tick(inputs[r][k % PATTERNS], k * 0.02)
+
+    return time_ticks(step, ticks)
+
+
+def bench_reference(n: int, ticks: int) -> tuple[float, float]:
+    """(bare arithmetic, naive decode + arithmetic + encode) mean ms for N participants."""
+    inputs = inbound_ticks(n, 0.2)
+    codes = [np.frombuffer(b"".join(tick.values()), np.uint8).reshape(n, FRAME) for tick in inputs]
+    frames = [ulaw_decode(c) for c in codes]
+
+    def arithmetic(k: int) -> object:
+        f = frames[k % PATTERNS]
+        total = f.sum(axis=0, dtype=np.int32)
+        return saturate(total - f)
+
+    def pipeline(k: int) -> object:
+        f = ulaw_decode(codes[k % PATTERNS])
+        total = f.sum(axis=0, dtype=np.int32)
+        return [row.tobytes() for row in ulaw_encode(saturate(total - f))]
+
+    return time_ticks(arithmetic, ticks)[0], time_ticks(pipeline, ticks)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50,100,250,500,1000")
+    parser.add_argument("--ticks", type=int, default=200)
+    parser.add_argument("--search", action="store_true", help="double N until a tick exceeds 10 ms")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"Command: {' '.join([sys.executable.rsplit('/', 1)[-1], *sys.argv])}\n")
+    print("One room of N PCMU participants, 20 % talking, per 20 ms tick (ms, one core)\n")
+    print(
+        "| N | room.tick top-8 mean | p50 | p99 | all talkers summed (top_k=None) mean "
+        "| engine path (PCM in) mean | reference: bare numpy mix-minus | reference: naive decode+mix+encode |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    fits = 0
+    n_values = list(sizes)
+    i = 0
+    while i < len(n_values):
+        n = n_values[i]
+        mean, p50, p99 = bench_room(n, 8, args.ticks)
+        full = bench_room(n, None, args.ticks)[0]
+        pcm_in = bench_room(n, 8, args.ticks, pcm_in=True)[0]
+        arith, naive = bench_reference(n, args.ticks)
+        cells = (mean, p50, p99, full, pcm_in, arith, naive)
+        print(f"| {n} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+        if mean < BUDGET_MS:
+            fits = max(fits, n)
+        if args.search and i == len(n_values) - 1 and mean < BUDGET_MS and n < 256000:
+            n_values.append(n * 2)
+        i += 1
+    mean, p50, p99 = bench_rooms(50, 10, args.ticks)
+    print(f"\n50 rooms of 10 PCMU participants (500 in all), all rooms ticked: mean {mean:.3f} ms, ")
+    print(f"p50 {p50:.3f} ms, p99 {p99:.3f} ms per 20 ms tick\n")
+    print(f"Largest single room measured with a mean tick under {BUDGET_MS:.0f} ms: N = {fits}")
+
+
+if __name__ == "__main__":
+    main()
