@@ -23,6 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from trunkline.gateway.api.envelope import API_VERSION, ApiError, not_found
 from trunkline.gateway.api.resources import ReadResources
+from trunkline.gateway.api.writes import WriteControls, WriteResources, write_routes
 from trunkline.gateway.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,19 @@ def auth_middleware(accounts: Mapping[str, str]) -> Middleware:
     return middleware
 
 
-def add_api_routes(app: web.Application, store: SqliteStore, recordings_dir: str) -> ReadResources:
-    """Add the REST routes to ``app`` (whose middlewares must include :func:`auth_middleware`)."""
+def add_api_routes(
+    app: web.Application,
+    store: SqliteStore,
+    recordings_dir: str,
+    controls: WriteControls | None = None,
+) -> ReadResources:
+    """Add the REST routes to ``app`` (whose middlewares must include :func:`auth_middleware`).
+
+    ``controls`` are what the write routes (POST/DELETE) drive; without them, or for a part left
+    None, those routes answer 503 (20503).
+    """
     resources = ReadResources(store, recordings_dir)
+    writes = WriteResources(store, controls or WriteControls())
     base = f"/{API_VERSION}/Accounts/{{account_sid}}"
     routes = [
         web.get(f"{base}/Calls.json", resources.list_calls),
@@ -115,13 +126,19 @@ def add_api_routes(app: web.Application, store: SqliteStore, recordings_dir: str
         web.get(f"{base}/Queues/{{sid}}.json", resources.fetch_queue),
         web.get(f"{base}/Notifications.json", resources.list_notifications),
         web.get(f"{base}/Notifications/{{sid}}.json", resources.fetch_notification),
+        *write_routes(base, writes),
     ]
     app.add_routes(routes)
     return resources
 
 
-def create_api_app(accounts: Mapping[str, str], store: SqliteStore, recordings_dir: str) -> web.Application:
+def create_api_app(
+    accounts: Mapping[str, str],
+    store: SqliteStore,
+    recordings_dir: str,
+    controls: WriteControls | None = None,
+) -> web.Application:
     """A stand-alone application serving the REST API (the server mounts the same routes)."""
     app = web.Application(middlewares=[auth_middleware(accounts)])
-    add_api_routes(app, store, recordings_dir)
+    add_api_routes(app, store, recordings_dir, controls)
     return app
