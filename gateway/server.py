@@ -12,16 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from trunkline import __version__
+from trunkline.gateway.api.app import add_api_routes, auth_middleware
+from trunkline.gateway.api.writes import WriteControls
 from trunkline.gateway.config import Config
+from trunkline.gateway.demo import add_demo_routes
+from trunkline.gateway.sip.core import IncomingRequest, SipCore
+from trunkline.gateway.sip.registrar import Registrar
 from trunkline.gateway.sip.stateless import StatelessResponder
 from trunkline.gateway.sip.transport import Address, Receiver, TransportSet
+from trunkline.gateway.sip.useragent import UserAgent
+from trunkline.gateway.store import SqliteStore
+from trunkline.gateway.switch.control import SwitchCallControl
+from trunkline.gateway.switch.demo_call import DemoCallHandler
+from trunkline.gateway.switch.legs import LegManager
+from trunkline.gateway.switch.location import LocationService
+from trunkline.gateway.switch.security import InboundGuard
+from trunkline.gateway.switch.switch import Switch
+from trunkline.gateway.switch.trunks import TrunkManager
+from trunkline.gateway.twiml.webhooks import WebhookClient
+from trunkline.media.engine import MediaEngine
+from trunkline.media.speech import SpeechRecognizer
 
 __all__ = ["APP_KEY_CONFIG", "APP_KEY_SERVER", "Server", "new_event_loop", "run", "serve"]
 
@@ -36,16 +55,63 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
-class Server:
-    """One Trunkline node: aiohttp app + SIP transports, started and stopped in-process."""
+def _demo_hangup_default() -> float | None:
+    value = os.environ.get("TRUNKLINE_DEMO_HANGUP")
+    if value is None:
+        return 3.0
+    return None if value.lower() in ("", "none", "never") else float(value)
 
-    def __init__(self, config: Config, *, sip_receiver: Callable[[Server], Receiver] | None = None) -> None:
-        """``sip_receiver(server)`` builds what receives SIP messages (default: the stateless responder)."""
+
+class Server:
+    """One Trunkline node: aiohttp app + SIP transports, started and stopped in-process.
+
+    SIP runs through ``SipCore`` + ``UserAgent`` (``self.ua``), with the inbound guard
+    (``self.guard``), the registrar for ``endpoints`` (``self.location``), the call legs
+    (``self.legs``) and the trunks (``self.trunks``). Inbound calls go to the switch
+    (``self.switch``), which runs their TwiML on the media engine (``self.engine``); the store
+    (``self.store``, SQLite), the REST API (read and write routes, Basic auth) and the built-in
+    demo app (``/demo/voice``) are served on ``self.app``.
+
+    Passing ``demo_hangup`` explicitly selects the SIP-only ``DemoCallHandler`` instead of the
+    switch (SIP interop tests): it answers without media and hangs up after ``demo_hangup``
+    seconds (``None`` = wait for the caller).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sip_receiver: Callable[[Server], Receiver] | None = None,
+        demo_hangup: float | str | None = "env",
+    ) -> None:
+        """``sip_receiver(server)`` replaces the SIP core by another receiver (tests)."""
         self.config = config
-        self.app = web.Application()
+        self.demo_hangup: float | None = (
+            _demo_hangup_default() if isinstance(demo_hangup, str) else demo_hangup
+        )
+        self.core: SipCore | None = None
+        self.ua: UserAgent | None = None
+        self.guard: InboundGuard | None = None
+        self.location = LocationService()
+        self.registrar: Registrar | None = None
+        self.legs: LegManager | None = None
+        self.trunks: TrunkManager | None = None
+        self.demo: DemoCallHandler | None = None
+        self.use_switch = isinstance(demo_hangup, str)
+        self.store = SqliteStore(config.storage.database)
+        self.engine: MediaEngine | None = None
+        self.webhooks: WebhookClient | None = None
+        self.recognizer: SpeechRecognizer | None = None
+        self.switch: Switch | None = None
+        self.controls = WriteControls()
+        self.app = web.Application(
+            middlewares=[auth_middleware({a.sid: a.auth_token for a in config.accounts})]
+        )
         self.app[APP_KEY_CONFIG] = config
         self.app[APP_KEY_SERVER] = self
         self.app.router.add_get("/healthz", healthz)
+        add_api_routes(self.app, self.store, str(config.storage.recordings_dir), self.controls)
+        add_demo_routes(self.app)
         self.transports: TransportSet | None = None
         self.responder: StatelessResponder | None = None
         self._receiver_factory = sip_receiver
@@ -69,6 +135,9 @@ class Server:
         """Open the HTTP and SIP listeners; on failure, close what was opened and re-raise."""
         http = self.config.http
         try:
+            Path(self.config.storage.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.config.storage.recordings_dir).mkdir(parents=True, exist_ok=True)
+            await self.store.open()
             self._runner = web.AppRunner(self.app, access_log=logging.getLogger("trunkline.http.access"))
             await self._runner.setup()
             self._site = web.TCPSite(self._runner, http.host, http.port, reuse_address=True)
@@ -77,26 +146,110 @@ class Server:
             host, port = addresses[0][:2] if addresses else (http.host, http.port)
             self.http_address = (str(host), int(port))
             log.info("HTTP listening on http://%s:%d (public URL %s)", host, port, http.public_url)
+            if self.use_switch and self._receiver_factory is None:
+                self.engine = MediaEngine(self.config.rtp)
+                await self.engine.start()
+                self.webhooks = WebhookClient()
+                self.recognizer = SpeechRecognizer()
 
             receiver: Receiver
             if self._receiver_factory is not None:
                 receiver = self._receiver_factory(self)
             else:
-                self.responder = StatelessResponder(self.send_sip, self.config.sip)
-                receiver = self.responder
+                receiver = self._build_sip()
             self.transports = await TransportSet.open(self.config.sip, receiver)
             for transport in self.transports:
                 host, port = transport.advertised
                 log.info("SIP listening on %s (advertised as %s:%d)", transport.name, host, port)
+            if self.ua is not None:
+                self.ua.attach(self.transports)
+                self.trunks = TrunkManager(self.ua, self.legs_manager, self.config.trunks)
+                self.trunks.start()
+            if self.switch is not None:
+                self.switch.trunks = self.trunks
+                self.switch.location = self.location
+                self.controls.calls = SwitchCallControl(
+                    self.switch, trunks=self.trunks, location=self.location
+                )
         except BaseException:
             await self.stop()
             raise
 
+    def _build_sip(self) -> UserAgent:
+        config = self.config
+        self.guard = InboundGuard(config.trunks, config.endpoints)
+        self.core = SipCore(config.sip, guard=self.guard)
+        self.ua = UserAgent(self.core)
+        guard = self.guard
+        endpoints = {e.username for e in config.endpoints}
+        self.registrar = Registrar(
+            self.location,
+            endpoints.__contains__,
+            lambda request, now: guard.authenticate(request, now, proxy=False),
+        )
+        self.core.on("REGISTER", self._on_register)
+        self.legs = LegManager(self.ua)
+        if self.engine is not None and self.webhooks is not None:
+            self.switch = Switch(
+                config, self.store, self.engine, self.legs, self.webhooks, recognizer=self.recognizer
+            )
+            if config.http.port == 0 and self.http_address is not None:
+                # An ephemeral HTTP port (tests): URLs we hand out must carry the real one.
+                self.switch.public_url = "http://{}:{}".format(*self.http_address)
+            self.legs.on_inbound = self.switch.on_inbound
+        else:
+            self.demo = DemoCallHandler(config.rtp, hangup_after=self.demo_hangup)
+            self.legs.on_inbound = self.demo
+        return self.ua
+
+    @property
+    def legs_manager(self) -> LegManager:
+        """The call legs (only with the built-in SIP core)."""
+        if self.legs is None:
+            raise RuntimeError("the server runs without the SIP core")
+        return self.legs
+
+    def _on_register(self, incoming: IncomingRequest, now: float) -> None:
+        assert self.registrar is not None and self.core is not None
+        result = self.registrar.handle(incoming.request, incoming.source, now)
+        self.core.respond(
+            incoming.transaction_id,
+            incoming.request,
+            result.status,
+            now,
+            reason=result.reason,
+            headers=result.headers,
+        )
+
     async def stop(self) -> None:
-        """Close the SIP transports and the HTTP server; safe to call twice."""
+        """Hang up the calls, close SIP, media, store and the HTTP server; safe to call twice."""
+        if self.switch is not None:
+            with contextlib.suppress(Exception):
+                await self.switch.close()
+            self.switch = None
+            self.controls.calls = None
+        if self.trunks is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.trunks.stop(), 5.0)
+            self.trunks = None
+        if self.demo is not None:
+            await self.demo.close()
+        if self.ua is not None:
+            self.ua.close()
         if self.transports is not None:
             await self.transports.close()
             self.transports = None
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+        if self.webhooks is not None:
+            await self.webhooks.close()
+            self.webhooks = None
+        if self.recognizer is not None:
+            self.recognizer.close()
+            self.recognizer = None
+        with contextlib.suppress(Exception):
+            await self.store.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
