@@ -1,0 +1,9 @@
+"""The switch: calls, legs, routing and bridging.
+
+* ``legs``: INVITE sessions on both sides (``LegManager``, ``InboundLeg``, ``OutboundLeg``);
+* ``trunks``: trunk registration, OPTIONS pings, outbound dialling with failover;
+* ``security``: the inbound guard (trunk ACL, endpoint digest, 403);
+* ``location``: where registered endpoints are reached;
+* ``demo_call``: the temporary handler answering inbound calls;
+* ``calls``: call records and their status machine.
+"""
