@@ -229,7 +229,10 @@ class TwimlSession:
             if isinstance(verb, v.Reject) and not self.channel.answered:
                 await self.channel.reject(verb.sip_status)
                 raise CallEnded
-            if not self.channel.answered:
+            # <Dial answerOnBridge="true"> leaves the caller unanswered (early media) until the
+            # callee answers; the dial code answers the caller then.
+            deferred = isinstance(verb, v.Dial) and verb.answer_on_bridge
+            if not self.channel.answered and not deferred:
                 await self.channel.answer()
                 self.context.call_status = "in-progress"
             step = await self._run_verb(verb)

@@ -255,3 +255,16 @@ async def test_caller_hangup_stops_the_document(app: App) -> None:
     channel = FakeChannel(hangup_after_plays=2)
     await run(app, channel)
     assert channel.plays == 2
+
+
+async def test_answer_on_bridge_leaves_the_caller_unanswered_until_dial(app: App) -> None:
+    response = VoiceResponse()
+    dial = Dial(answer_on_bridge=True, action="/after")
+    dial.sip("sip:bob@127.0.0.1:5090")
+    response.append(dial)
+    app.documents["/voice"] = lambda form: str(response)
+    app.documents["/after"] = lambda form: "<Response><Say>after</Say></Response>"
+    channel = FakeChannel(dial_result=DialResult("no-answer"))
+    await run(app, channel)
+    # Not answered before the Dial; answered for the <Say> that follows the failed Dial.
+    assert channel.kinds()[:3] == ["dial", "answer", "play"]
