@@ -42,7 +42,7 @@ from trunkline.gateway.sip.message import (
     new_tag,
 )
 from trunkline.gateway.sip.parser import parse_message
-from trunkline.gateway.sip.stateless import response_destination
+from trunkline.gateway.sip.response_routing import response_destination
 from trunkline.gateway.sip.timers import TimerConfig
 from trunkline.gateway.sip.transaction import (
     AckReceived,

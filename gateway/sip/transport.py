@@ -63,7 +63,7 @@ UDP_MAX_DATAGRAM = 65507
 
 
 class Receiver(Protocol):
-    """What a transport delivers messages to (the SIP core, or the stateless responder)."""
+    """What a transport delivers messages to (the SIP core)."""
 
     def __call__(self, data: bytes, source: Address, transport: str, *, oversize: bool = False) -> None: ...
 

@@ -1,4 +1,4 @@
-"""SIP transports, the temporary stateless responder and the in-process server, on 127.0.0.1.
+"""SIP transports, response routing and the in-process server, on 127.0.0.1.
 
 Every socket is bound to 127.0.0.1 on an ephemeral port; SIPp (when installed) runs against the
 server for five calls.
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import dataclasses
-import os
 import random
 import shutil
 import socket
@@ -27,7 +25,7 @@ from trunkline.gateway.sip.framer import StreamFramer
 from trunkline.gateway.sip.headers import Via
 from trunkline.gateway.sip.message import SipResponse
 from trunkline.gateway.sip.parser import parse_message
-from trunkline.gateway.sip.stateless import LOG_BURST, StatelessResponder, response_destination
+from trunkline.gateway.sip.response_routing import response_destination
 from trunkline.gateway.sip.transport import Address, StreamTransport, TransportSet, UdpTransport
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rfc4475"
@@ -170,111 +168,6 @@ def test_response_destination_rules() -> None:
     assert dest == ("192.0.2.7", 40000)
     v6 = Via.parse("SIP/2.0/UDP [::1]:5070;branch=z9hG4bK1")
     assert response_destination(v6, ("::1", 5070), reliable=False) == (v6, ("::1", 5070))
-
-
-# --- stateless responder, without sockets ---------------------------------------------------
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, SipResponse, Address]] = []
-
-    def __call__(self, transport: str, data: bytes, dest: Address) -> None:
-        self.sent.append((transport, response_of(data), dest))
-
-    @property
-    def codes(self) -> list[int]:
-        return [r.status_code for _, r, _ in self.sent]
-
-
-def make_responder(clock: list[float] | None = None) -> tuple[StatelessResponder, Recorder]:
-    recorder = Recorder()
-    now = clock if clock is not None else [0.0]
-    return StatelessResponder(recorder, SipConfig(), clock=lambda: now[0]), recorder
-
-
-UDP = "udp:127.0.0.1:5060"
-SRC = ("127.0.0.1", 5062)
-
-
-@pytest.mark.parametrize(
-    ("method", "codes"),
-    [("OPTIONS", [200]), ("INVITE", [100, 480]), ("REGISTER", [403]), ("ACK", []), ("BYE", [481]),
-     ("CANCEL", [481]), ("SUBSCRIBE", [501]), ("FOOBAR", [501])],
-)  # fmt: skip
-def test_responder_methods(method: str, codes: list[int]) -> None:
-    responder, sent = make_responder()
-    responder(request(method, 5062), SRC, UDP)
-    assert sent.codes == codes
-    for transport, response, dest in sent.sent:
-        assert (transport, dest) == (UDP, SRC)
-        assert response.call_id == "call-1" and response.cseq.method == method
-        assert response.headers.get("Server") == "Trunkline/0.1.0"
-        assert (response.to.tag is None) == (response.status_code == 100)
-
-
-def test_responder_options_headers_and_invite_timestamp() -> None:
-    responder, sent = make_responder()
-    responder(request("OPTIONS", 5062), SRC, UDP)
-    options = sent.sent[0][1]
-    assert options.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS"
-    assert options.headers.get("Accept") == "application/sdp"
-    assert "Supported" in options.headers
-    responder(request("INVITE", 5062, extra="Timestamp: 54\r\n"), SRC, UDP)
-    assert sent.sent[1][1].headers.get("Timestamp") == "54"
-    assert sent.sent[2][1].reason == "Temporarily Unavailable"
-
-
-def test_responder_require_and_oversize() -> None:
-    responder, sent = make_responder()
-    responder(request("OPTIONS", 5062, extra="Require: 100rel, timer\r\n"), SRC, UDP)
-    assert sent.codes == [420]
-    assert sent.sent[0][1].headers.get("Unsupported") == "100rel, timer"
-    big = request("INVITE", 5062, body=b"v=0\r\n" * 100)
-    responder(big[:400], SRC, UDP, oversize=True)
-    assert sent.codes == [420, 513]
-    assert responder.stats.oversize == 1
-
-
-def test_responder_malformed_requests() -> None:
-    responder, sent = make_responder()
-    # Readable headers, broken Max-Forwards: 400 with a Warning naming the problem.
-    responder(request("OPTIONS", 5062).replace(b"Max-Forwards: 70", b"Max-Forwards: seventy"), SRC, UDP)
-    assert sent.codes == [400]
-    warning = sent.sent[0][1].headers.get("Warning")
-    assert warning is not None and warning.startswith('399 trunkline "') and "Max-Forwards" in warning
-    # RFC 4475 badvers: SIP/7.0 -> 505.
-    responder((FIXTURES / "badvers.dat").read_bytes(), SRC, UDP)
-    assert sent.codes == [400, 505]
-    # Missing Call-ID: nothing to build a response from -> dropped.
-    responder(request("OPTIONS", 5062).replace(b"Call-ID: call-1\r\n", b""), SRC, UDP)
-    # A response, an ACK with a bad header, random bytes and padding -> nothing.
-    responder(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4\r\nContent-Length: 0\r\n\r\n", SRC, UDP)
-    responder(request("ACK", 5062).replace(b"Max-Forwards: 70", b"Max-Forwards: x"), SRC, UDP)
-    responder(bytes(random.Random(1).getrandbits(8) for _ in range(300)), SRC, UDP)
-    responder(b"\r\n\r\n", SRC, UDP)
-    assert sent.codes == [400, 505]
-    assert responder.stats.internal_errors == 0
-    assert responder.stats.responses_dropped == 1
-
-
-def test_responder_never_raises_and_rate_limits_logs(caplog: pytest.LogCaptureFixture) -> None:
-    clock = [100.0]
-    recorder = Recorder()
-
-    def failing_send(transport: str, data: bytes, dest: Address) -> None:
-        raise OSError("boom")
-
-    responder = StatelessResponder(failing_send, SipConfig(), clock=lambda: clock[0])
-    for _ in range(LOG_BURST * 3):
-        responder(request("OPTIONS", 5062), SRC, UDP)
-    assert responder.stats.internal_errors == LOG_BURST * 3
-    assert len([r for r in caplog.records if r.name == "trunkline.sip.stateless"]) == LOG_BURST
-    clock[0] += 11.0
-    responder(b"garbage", SRC, UDP)
-    messages = [r.getMessage() for r in caplog.records]
-    assert f"{LOG_BURST * 2} more SIP problems were not logged" in messages
-    assert recorder.sent == []
 
 
 # --- UDP transport ----------------------------------------------------------------------------
@@ -503,24 +396,6 @@ async def test_options_udp_and_tcp(server: Server) -> None:
         await client.close()
 
 
-async def test_invite_gets_trying_then_480(server: Server) -> None:
-    sock = udp_socket()
-    try:
-        port = sock.getsockname()[1]
-        invite = request(
-            "INVITE", port, rport=False, body=b"v=0\r\n", extra="Content-Type: application/sdp\r\n"
-        )
-        trying, final = await udp_exchange(sock, invite, address_of(server, "udp"), expect=2)
-        assert (trying.status_code, final.status_code) == (100, 480)
-        assert trying.to.tag is None and final.to.tag is not None
-        # The ACK for the 480 gets no answer.
-        ack = invite.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")
-        sock.sendto(ack, address_of(server, "udp"))
-        assert await no_datagram(sock)
-    finally:
-        sock.close()
-
-
 def garbage() -> list[bytes]:
     rng = random.Random(4475)
     valid = request("INVITE", 5099, body=b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n")
@@ -542,8 +417,8 @@ async def test_garbage_never_kills_the_server(server: Server) -> None:
     assert await asyncio.wait_for(client.reader.read(100), 5) == b""  # framing error closes it
     await client.close()
     await asyncio.sleep(0.2)
-    assert server.responder is not None and server.responder.stats.internal_errors == 0
-    assert server.responder.stats.parse_errors > 20
+    assert server.core is not None and server.core.stats.internal_errors == 0
+    assert server.core.stats.parse_errors > 20
     sock = udp_socket()
     try:
         (response,) = await udp_exchange(sock, request("OPTIONS", sock.getsockname()[1]), target)
@@ -551,33 +426,6 @@ async def test_garbage_never_kills_the_server(server: Server) -> None:
     finally:
         sock.close()
         sink.close()
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
-async def test_sipp_uac_gets_480(server: Server, tmp_path: Path) -> None:
-    host, port = address_of(server, "udp")
-    stat = tmp_path / "stat.csv"
-    process = await asyncio.create_subprocess_exec(
-        "sipp", "-sn", "uac", f"{host}:{port}", "-i", LOOPBACK, "-p", str(free_udp_port()),
-        "-m", "5", "-r", "50", "-timeout", "20s", "-nostdin", "-trace_stat", "-stf", str(stat),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-        env={**os.environ, "TERM": "dumb"},
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 1, stderr  # 1: at least one call failed
-    rows = list(csv.reader(stat.open(), delimiter=";"))
-    header, last = rows[0], rows[-1]
-    column = {name: last[header.index(name)] for name in header if name}
-    assert column["TotalCallCreated"] == "5"
-    assert column["FailedCall(C)"] == "5"
-    assert column["FailedUnexpectedMessage(C)"] == "5"  # the 480 where the scenario wanted 180/200
-    assert server.responder is not None and server.responder.stats.requests >= 5
 
 
 def ipv6_available() -> bool:
