@@ -23,18 +23,21 @@ from aiohttp import web
 from trunkline import __version__
 from trunkline.gateway.api.app import add_api_routes, auth_middleware
 from trunkline.gateway.api.writes import WriteControls
-from trunkline.gateway.config import Config
+from trunkline.gateway.config import Config, Endpoint
 from trunkline.gateway.demo import add_demo_routes
+from trunkline.gateway.messaging.sender import SipMessageSender
+from trunkline.gateway.messaging.service import MessagingService
 from trunkline.gateway.sip.core import IncomingRequest, SipCore
 from trunkline.gateway.sip.registrar import Registrar
-from trunkline.gateway.sip.stateless import StatelessResponder
 from trunkline.gateway.sip.transport import Address, Receiver, TransportSet
 from trunkline.gateway.sip.useragent import UserAgent
 from trunkline.gateway.store import SqliteStore
+from trunkline.gateway.switch.conference_control import conference_control
 from trunkline.gateway.switch.control import SwitchCallControl
 from trunkline.gateway.switch.demo_call import DemoCallHandler
 from trunkline.gateway.switch.legs import LegManager
 from trunkline.gateway.switch.location import LocationService
+from trunkline.gateway.switch.queues import queue_manager
 from trunkline.gateway.switch.security import InboundGuard
 from trunkline.gateway.switch.switch import Switch
 from trunkline.gateway.switch.trunks import TrunkManager
@@ -103,6 +106,7 @@ class Server:
         self.webhooks: WebhookClient | None = None
         self.recognizer: SpeechRecognizer | None = None
         self.switch: Switch | None = None
+        self.messaging: MessagingService | None = None
         self.controls = WriteControls()
         self.app = web.Application(
             middlewares=[auth_middleware({a.sid: a.auth_token for a in config.accounts})]
@@ -113,7 +117,6 @@ class Server:
         add_api_routes(self.app, self.store, str(config.storage.recordings_dir), self.controls)
         add_demo_routes(self.app)
         self.transports: TransportSet | None = None
-        self.responder: StatelessResponder | None = None
         self._receiver_factory = sip_receiver
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -171,6 +174,9 @@ class Server:
                 self.controls.calls = SwitchCallControl(
                     self.switch, trunks=self.trunks, location=self.location
                 )
+                self.controls.conferences = conference_control(self.switch, calls=self.controls.calls)
+                self.controls.queues = queue_manager(self.switch)
+                self._start_messaging(self.switch)
         except BaseException:
             await self.stop()
             raise
@@ -202,6 +208,29 @@ class Server:
             self.legs.on_inbound = self.demo
         return self.ua
 
+    def _start_messaging(self, switch: Switch) -> None:
+        """Programmable Messaging: REST ``Messages.json`` and inbound MESSAGE through one service
+        whose SIP MESSAGEs go out through the UA core (registrations, URIs, trunks)."""
+        assert self.ua is not None and self.legs is not None and self.webhooks is not None
+        transports = self.sip
+        sender = SipMessageSender(
+            self.ua,
+            self.location,
+            self.trunks,
+            local_addresses=lambda: [t.advertised for t in transports],
+        )
+        messaging = MessagingService(self.config, self.store, sender, self.webhooks, switch.callbacks)
+        self.messaging = messaging
+        self.controls.messaging = messaging
+
+        def on_message(incoming: IncomingRequest) -> int:
+            # A registered endpoint sends for its own account; a trunk's number picks the account.
+            identity = incoming.identity
+            account = identity.account if isinstance(identity, Endpoint) else None
+            return messaging.receive_sip(incoming.request, account)
+
+        self.legs.on_message = on_message
+
     @property
     def legs_manager(self) -> LegManager:
         """The call legs (only with the built-in SIP core)."""
@@ -223,11 +252,20 @@ class Server:
 
     async def stop(self) -> None:
         """Hang up the calls, close SIP, media, store and the HTTP server; safe to call twice."""
+        if self.messaging is not None:
+            self.controls.messaging = None
+            if self.legs is not None:
+                self.legs.on_message = lambda incoming: 503  # shutting down: let the sender retry
+            with contextlib.suppress(Exception):
+                await self.messaging.drain(timeout=5.0)
+            self.messaging = None
         if self.switch is not None:
             with contextlib.suppress(Exception):
                 await self.switch.close()
             self.switch = None
             self.controls.calls = None
+            self.controls.conferences = None
+            self.controls.queues = None
         if self.trunks is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trunks.stop(), 5.0)
