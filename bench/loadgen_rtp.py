@@ -1,0 +1,314 @@
+"""RTP load generator (its own process) and the bare UDP drain-and-echo reference server.
+
+The generator plays the phones of N bridged calls: every 20 ms it sends one RTP packet to each
+of the 2N call legs (50 packets/s per direction per leg) from two sockets ("side A" and "side
+B"; the engine latches each leg onto whichever address its packets come from) and drains
+whatever comes back.  For G.711 every payload carries ``(call, direction, send time)`` in its
+first 16 bytes, so a relay that forwards payloads unchanged lets the generator measure loss and
+one-way delay packet by packet (``time.monotonic`` is one system-wide clock, valid across
+processes).  Transcoded payloads cannot carry that, so for them only packet counts are kept.
+
+Used by ``bench/media_relay.py`` and ``bench/media_transcode.py``; run alone it measures the
+reference, a bare non-blocking UDP drain-and-echo loop in a second process::
+
+    .venv/bin/python bench/loadgen_rtp.py --calls 200 --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+FRAME = 160
+INTERVAL = 0.020
+_STAMP = struct.Struct("!IId")  # call index, direction (0: sent to leg A, 1: to leg B), send time
+_SEQTS = struct.Struct("!HI")
+BUFFER = 4 << 20
+SLOTS = 20  # send phases per 20 ms period
+
+
+def pin(cpu: int | None) -> None:
+    """Pin the calling process to one CPU (no-op where unsupported)."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def pick_cpus() -> tuple[int | None, int | None]:
+    """(server CPU, generator CPU): the idler CPU (over 0.5 s of /proc/stat) serves the engine.
+
+    The benchmark machine may be shared; the server gets the CPU with the least other load.
+    """
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None, None
+
+    def idle() -> dict[int, tuple[int, int]]:
+        out = {}
+        with open("/proc/stat") as fh:
+            for line in fh:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *vals = line.split()
+                    nums = [int(v) for v in vals]
+                    out[int(name[3:])] = (nums[3] + nums[4], sum(nums))
+        return out
+
+    try:
+        a = idle()
+        time.sleep(0.5)
+        b = idle()
+    except OSError:
+        return 0, 1
+    share = {c: (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in b if c in a}
+    ranked = sorted(share, key=lambda c: -share[c])
+    return ranked[0], ranked[1]
+
+
+def _udp_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        sock.setsockopt(socket.SOL_SOCKET, opt, BUFFER)
+    sock.bind(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What one generator run measured (only packets sent after the warm-up count)."""
+
+    calls: int
+    seconds: float
+    sent: int = 0
+    received: int = 0  # packets that came back at all (any payload)
+    stamped: int = 0  # of those, carrying one of our stamps sent in the window
+    delays_ms: list[float] = field(default_factory=list)
+    send_overruns: int = 0  # send slots where the generator itself fell behind by a period
+    cpu_s: float = 0.0  # generator CPU time during the run
+    wall_s: float = 0.0
+
+    @property
+    def busy(self) -> float:
+        """Fraction of its core the generator used: near 1.0 means it, not the server, is the limit."""
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def loss(self) -> float:
+        """Fraction of stamped packets that never came back (relay/echo)."""
+        return 1.0 - self.stamped / self.sent if self.sent else 0.0
+
+    def delay_percentile(self, q: float) -> float:
+        return float(np.percentile(self.delays_ms, q)) if self.delays_ms else float("nan")
+
+
+def run_load(
+    sock_a: socket.socket,
+    sock_b: socket.socket,
+    targets: list[tuple[int, int]],
+    seconds: float,
+    *,
+    warmup: float = 0.5,
+    payload_a: list[bytes] | None = None,
+    payload_b: list[bytes] | None = None,
+    pt_a: int = 0,
+    pt_b: int = 0,
+    step_a: int = 160,
+    step_b: int = 160,
+) -> LoadResult:
+    """Send to every ``(leg_a_port, leg_b_port)`` on 127.0.0.1 for ``seconds`` and collect replies.
+
+    Without ``payload_a``/``payload_b`` the payloads are stamped G.711 silence; with them
+    (rings of pre-encoded frames, e.g. Opus) packets carry those instead.
+    """
+    n = len(targets)
+    legs: list[tuple[socket.socket, tuple[str, int], bytearray, int, int, int, list[bytes] | None, int]] = []
+    for i, (pa, pb) in enumerate(targets):
+        for direction, (sock, port, ring, pt, step) in enumerate(
+            ((sock_a, pa, payload_a, pt_a, step_a), (sock_b, pb, payload_b, pt_b, step_b))
+        ):
+            buf = bytearray(12 + FRAME)
+            buf[0] = 0x80
+            buf[1] = pt
+            struct.pack_into("!I", buf, 8, 0x10000000 + 2 * i + direction)
+            legs.append((sock, ("127.0.0.1", port), buf, i, direction, step, ring, pt))
+    seqs = [0] * len(legs)
+    result = LoadResult(n, seconds)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    delays: list[float] = []
+    start = time.monotonic() + 0.05
+    measure_from = start + warmup
+    end = measure_from + seconds
+    socks = [sock_a, sock_b]
+
+    def drain() -> None:
+        # Interleaved with sending, so replies are timed when they arrive, not after a burst.
+        for sock in socks:
+            while True:
+                try:
+                    data = sock.recv(2048)
+                except BlockingIOError:
+                    break
+                t = time.monotonic()
+                result.received += 1
+                if len(data) >= 12 + _STAMP.size:
+                    call, direction, sent_at = _STAMP.unpack_from(data, 12)
+                    if call < n and direction < 2 and measure_from <= sent_at < end:
+                        result.stamped += 1
+                        delays.append((t - sent_at) * 1000.0)
+
+    # Real phones are not synchronised: spread the legs over SLOTS phases of the 20 ms period.
+    slots = [list(range(j, len(legs), SLOTS)) for j in range(SLOTS)]
+    slot_len = INTERVAL / SLOTS
+    tick = 0
+    while True:
+        now = time.monotonic()
+        deadline = start + tick * slot_len
+        if now < deadline:
+            select.select(socks, [], [], deadline - now)
+            drain()
+            continue
+        if now >= end:
+            break
+        if now - deadline > INTERVAL:
+            result.send_overruns += 1
+        for k in slots[tick % SLOTS]:
+            sock, addr, buf, call, direction, step, ring, _pt = legs[k]
+            seq = seqs[k]
+            seqs[k] = seq + 1
+            _SEQTS.pack_into(buf, 2, seq & 0xFFFF, (seq * step) & 0xFFFFFFFF)
+            t = time.monotonic()
+            if ring is None:
+                _STAMP.pack_into(buf, 12, call, direction, t)
+                data: bytes | bytearray = buf
+            else:
+                data = bytes(buf[:12]) + ring[seq % len(ring)]
+            with contextlib.suppress(BlockingIOError):
+                sock.sendto(data, addr)
+            if measure_from <= t < end:
+                result.sent += 1
+        tick += 1
+        drain()
+    # Stragglers: packets already in flight when sending stopped.
+    drain_until = time.monotonic() + 0.1
+    while (left := drain_until - time.monotonic()) > 0:
+        select.select(socks, [], [], left)
+        drain()
+    result.delays_ms = delays
+    result.cpu_s = time.process_time() - cpu0
+    result.wall_s = time.monotonic() - wall0
+    return result
+
+
+def generator_worker(conn: Connection, cpu: int | None) -> None:
+    """Generator process: reports its two ports, then serves ``("run", kwargs)`` requests."""
+    pin(cpu)
+    sock_a, sock_b = _udp_socket(), _udp_socket()
+    conn.send((sock_a.getsockname()[1], sock_b.getsockname()[1]))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        _, kwargs = msg
+        # Drop leftovers of a previous step.
+        for sock in (sock_a, sock_b):
+            while True:
+                try:
+                    sock.recv(2048)
+                except BlockingIOError:
+                    break
+        conn.send(run_load(sock_a, sock_b, **kwargs))
+
+
+class Generator:
+    """Handle on a generator process pinned to ``cpu``."""
+
+    def __init__(self, cpu: int | None) -> None:
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=generator_worker, args=(child, cpu), daemon=True)
+        self._proc.start()
+        self.port_a, self.port_b = self._conn.recv()
+
+    def run(self, targets: list[tuple[int, int]], seconds: float, **kwargs: object) -> LoadResult:
+        self._conn.send(("run", {"targets": targets, "seconds": seconds, **kwargs}))
+        result: LoadResult = self._conn.recv()
+        return result
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._proc.join(5)
+
+
+# -- the reference: a bare drain-and-echo loop ----------------------------------------------------
+
+
+def echo_worker(conn: Connection, calls: int, cpu: int | None) -> None:
+    """Bind 2 sockets per call and echo every datagram back to its sender (asyncio add_reader).
+
+    The same event-loop machinery as the media engine (one reader per socket, drained until
+    ``BlockingIOError``) with no RTP work at all: the ceiling for any Python relay here.
+    """
+    pin(cpu)
+    socks = [_udp_socket() for _ in range(2 * calls)]
+    ports = [s.getsockname()[1] for s in socks]
+    loop = asyncio.new_event_loop()
+
+    def drain(sock: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            with contextlib.suppress(BlockingIOError):
+                sock.sendto(data, addr)
+
+    for sock in socks:
+        loop.add_reader(sock.fileno(), drain, sock)
+    conn.send([(ports[2 * i], ports[2 * i + 1]) for i in range(calls)])
+    cpu0 = time.process_time()
+    stop = loop.create_future()
+    loop.add_reader(conn.fileno(), lambda: stop.done() or stop.set_result(None))
+    loop.run_until_complete(stop)
+    conn.recv()
+    conn.send({"cpu_s": time.process_time() - cpu0})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="bare UDP echo reference under the RTP load generator")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    server_cpu, gen_cpu = pick_cpus()
+    gen = Generator(gen_cpu)
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=echo_worker, args=(child, args.calls, server_cpu), daemon=True)
+    proc.start()
+    targets = parent.recv()
+    res = gen.run(targets, args.seconds)
+    parent.send("stop")
+    parent_stats = parent.recv()
+    proc.join(5)
+    gen.close()
+    pps = res.stamped / args.seconds
+    stats = parent_stats
+    print("| calls | sent | loss | p50 ms | p99 ms | echoed pps | echo CPU | generator CPU |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.calls} | {res.sent} | {res.loss:.4%} | {res.delay_percentile(50):.2f} "
+        f"| {res.delay_percentile(99):.2f} | {pps:,.0f} "
+        f"| {stats['cpu_s'] / res.wall_s:.0%} | {res.busy:.0%} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
