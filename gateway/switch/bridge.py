@@ -65,8 +65,9 @@ async def bridge_until_end(
     return "time-limit"
 
 
-class _WhisperChannel:
-    """The callee's channel as its whisper TwiML sees it: the end of the document does not hang up."""
+class EmbeddedChannel:
+    """A call's channel as an embedded TwiML document sees it (a whisper to the callee, a queue's
+    waitUrl): the document's end does not hang the call up, and the call counts as answered."""
 
     def __init__(self, channel: SipCallChannel) -> None:
         self._channel = channel
@@ -113,7 +114,7 @@ async def run_whisper(
     if extra:
         context.extra = dict(extra)
     session = _WhisperSession(
-        _WhisperChannel(channel),
+        EmbeddedChannel(channel),
         context,
         switch.webhooks,
         url=url,

@@ -38,6 +38,7 @@ from trunkline.gateway.api.control import ControlError, QueueMember
 from trunkline.gateway.api.envelope import rfc2822
 from trunkline.gateway.api.writes import queue_json
 from trunkline.gateway.store import Filter
+from trunkline.gateway.switch.bridge import EmbeddedChannel
 from trunkline.gateway.switch.calls import new_sid
 from trunkline.gateway.switch.dial import bridge_until_end, run_whisper
 from trunkline.gateway.switch.switch import ActiveCall, TwimlSource
@@ -247,27 +248,6 @@ class _Leave(Exception):
     """``<Leave>`` ran in the waitUrl document."""
 
 
-class _WaitChannel:
-    """The member's channel as its waitUrl TwiML sees it: the end of a document does not hang up."""
-
-    def __init__(self, channel: SipCallChannel) -> None:
-        self._channel = channel
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._channel, name)
-
-    @property
-    def call_sid(self) -> str:
-        return self._channel.call_sid
-
-    @property
-    def answered(self) -> bool:
-        return True
-
-    async def hangup(self) -> None:
-        return None
-
-
 class _WaitSession(TwimlSession):
     """Runs one pass of the waitUrl TwiML with Twilio's verb restrictions."""
 
@@ -311,7 +291,7 @@ async def _wait_loop(switch: Switch, member: Member, enqueue: v.Enqueue, base: s
         }
         session = _WaitSession(
             channel,
-            _WaitChannel(channel),
+            EmbeddedChannel(channel),
             context,
             switch.webhooks,
             url=url,
