@@ -273,6 +273,21 @@ class _MessageBase:
 
     __slots__ = ()
     headers: Headers
+    body: bytes
+
+    def start_line(self) -> str:
+        """The request or status line."""
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        """Wire bytes; Content-Length always equals ``len(body)``."""
+        parts = [self.start_line()]
+        self.headers._serialize_lines(parts, len(self.body))
+        parts.append("\r\n")
+        return "\r\n".join(parts).encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.serialize()
 
     def _one(self, name: str) -> str:
         value = self.headers.get(name)
@@ -380,16 +395,6 @@ class SipRequest(_MessageBase):
         """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri.serialize()} {self.version}"
 
-    def serialize(self) -> bytes:
-        """Wire bytes; Content-Length always equals ``len(body)``."""
-        parts = [self.start_line()]
-        self.headers._serialize_lines(parts, len(self.body))
-        parts.append("\r\n")
-        return "\r\n".join(parts).encode("utf-8", "surrogateescape") + self.body
-
-    def __bytes__(self) -> bytes:
-        return self.serialize()
-
 
 @dataclass(slots=True, eq=True)
 class SipResponse(_MessageBase):
@@ -404,16 +409,6 @@ class SipResponse(_MessageBase):
     def start_line(self) -> str:
         """``SIP-Version SP Status-Code SP Reason-Phrase``."""
         return f"{self.version} {self.status_code} {self.reason}"
-
-    def serialize(self) -> bytes:
-        """Wire bytes; Content-Length always equals ``len(body)``."""
-        parts = [self.start_line()]
-        self.headers._serialize_lines(parts, len(self.body))
-        parts.append("\r\n")
-        return "\r\n".join(parts).encode("utf-8", "surrogateescape") + self.body
-
-    def __bytes__(self) -> bytes:
-        return self.serialize()
 
 
 SipMessage = SipRequest | SipResponse
