@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
-    """The record without its internal ``_`` fields."""
+    """The record without its internal ``_`` fields (the record itself when it has none)."""
+    # One C-level scan of the keys first: most records have no internal field, and a list page
+    # filtering 50 records key by key cost as much as its JSON encoding (bench/api_load.py).
+    if "\n_" not in "\n" + "\n".join(record):
+        return record
     return {key: value for key, value in record.items() if not key.startswith("_")}
 
 

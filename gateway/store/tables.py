@@ -9,6 +9,7 @@ ranges compare as numbers: filter them with floats.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ class Table:
             if column not in self.key:
                 statements.append(f"CREATE INDEX {self.name}_{column} ON {self.name} ({column})")
         return statements
+
+    def list_indexes(self) -> list[str]:
+        """CREATE statement for an ``(account_sid, order_by)`` index: REST lists filter by account
+        and page in that order, which this index serves without sorting every record."""
+        if "account_sid" not in self.columns or self.order_by in self.key:
+            return []
+        name = f"{self.name}_account_sid_{self.order_by}"
+        return [f"CREATE INDEX {name} ON {self.name} (account_sid, {self.order_by})"]
 
     def check_column(self, column: str) -> None:
         """Raise ``ValueError`` for a column the table does not index."""
@@ -69,8 +78,12 @@ def _value(record: Mapping[str, Any], column: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def to_epoch(value: str) -> float | None:
-    """Unix seconds of an RFC 2822 date (Twilio's JSON date format), None if it is not one."""
+    """Unix seconds of an RFC 2822 date (Twilio's JSON date format), None if it is not one.
+
+    Memoised: a call's three status writes and every call of the same second share their dates.
+    """
     try:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
