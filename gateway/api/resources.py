@@ -86,11 +86,17 @@ def _encode_mp3(path: str) -> bytes:
     out = io.BytesIO()
     with av.open(path) as source, av.open(out, "w", format="mp3") as sink:
         stream_in = source.streams.audio[0]
+        # Keep the recording's channel count (Twilio serves a mono recording as mono MP3).
+        layout = "mono" if stream_in.channels == 1 else "stereo"
         stream_out = sink.add_stream("mp3", rate=stream_in.rate)
+        stream_out.codec_context.layout = layout
+        stream_out.bit_rate = 32000 * stream_in.channels  # voice; 8 kHz MPEG-2.5 allows at most 64 kbit/s
+        resampler = av.AudioResampler(format=stream_out.format.name, layout=layout, rate=stream_in.rate)
         for frame in source.decode(stream_in):
-            frame.pts = None
-            for packet in stream_out.encode(frame):
-                sink.mux(packet)
+            for converted in resampler.resample(frame):
+                converted.pts = None
+                for packet in stream_out.encode(converted):
+                    sink.mux(packet)
         for packet in stream_out.encode(None):
             sink.mux(packet)
     return out.getvalue()

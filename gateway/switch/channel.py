@@ -82,6 +82,8 @@ T = TypeVar("T")
 
 #: An INFO digit this close (s) after the same RTP digit is the same key press.
 DUPLICATE_WINDOW = 0.5
+#: How often (s) the utterance heard so far is re-transcribed for ``partialResultCallback``.
+PARTIAL_INTERVAL = 0.5
 #: How long to wait for the ACK carrying the SDP answer of a late-offer call (RFC 3261 timer H).
 LATE_ANSWER_TIMEOUT = 32.0
 
@@ -375,7 +377,7 @@ class SipCallChannel:
 
     async def record(self, options: RecordOptions) -> RecordResult:
         """Record until a finish key, silence, the maximum length or hangup (never raises CallEnded)."""
-        sid = new_sid("RE")
+        sid = options.recording_sid or new_sid("RE")
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
         path = self.recordings_dir / f"{sid}.wav"
         if self.ended.done():
@@ -442,12 +444,19 @@ class SipCallChannel:
         stream.speech_callbacks.append(on_vad)
         stream.start_capture()
         heard = False
+        partials: asyncio.Task[None] | None = None
+        if options.on_partial is not None and self.recognizer is not None:
+            partials = self._loop.create_task(self._partial_results(options, options.on_partial))
         try:
             with contextlib.suppress(TimeoutError):
                 heard = await self._until_ended(
                     asyncio.wait_for(asyncio.shield(finished), options.max_speech_time + options.timeout)
                 )
         finally:
+            if partials is not None:
+                partials.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await partials
             with contextlib.suppress(ValueError):
                 stream.speech_callbacks.remove(on_vad)
             stream.stop_speech_detection()
@@ -462,6 +471,27 @@ class SipCallChannel:
         if result is None:
             return None
         return SpeechResult(result.text, result.confidence)
+
+    async def _partial_results(self, options: SpeechOptions, report: Callable[[str], None]) -> None:
+        """Re-transcribe the utterance so far every :data:`PARTIAL_INTERVAL` s while it is spoken."""
+        assert self.recognizer is not None
+        stream = self.stream
+        last_size = 0
+        last_text = ""
+        while True:
+            await asyncio.sleep(PARTIAL_INTERVAL)
+            if not stream.speech_started.is_set():
+                continue
+            audio = stream.captured_audio()
+            if audio.size == last_size:
+                continue
+            last_size = audio.size
+            result = await self.recognizer.recognize(
+                audio, media_session.CONSUMER_RATE, hints=options.hints, language=options.language
+            )
+            if result is not None and result.text and result.text != last_text:
+                last_text = result.text
+                report(result.text)
 
     # -- delegated verbs ---------------------------------------------------------------------------
 
@@ -499,3 +529,9 @@ class SipCallChannel:
         with contextlib.suppress(asyncio.CancelledError):
             await self._events
         await self.stream.close()
+        # Break the channel <-> stream and channel <-> leg cycles: the call's objects are then
+        # freed by reference counting at once, not by a full (generation 2) collection later.
+        with contextlib.suppress(ValueError):
+            self.stream.digit_callbacks.remove(self._on_media_digit)
+        if self.leg.on_reinvite == self._on_reoffer:
+            self.leg.on_reinvite = None

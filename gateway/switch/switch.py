@@ -212,7 +212,7 @@ class Switch:
         await self.save(call)
         if event is not None:
             self._callback(active, event)
-        log.info("call %s is %s", call.sid, status)
+        log.debug("call %s is %s", call.sid, status)
         if status is CallStatus.IN_PROGRESS:
             self.limit_time(active, active.time_limit)
 

@@ -18,7 +18,7 @@ Conventions:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,6 +87,8 @@ class RecordOptions:
     finish_on_key: str = "1234567890*#"
     trim_silence: bool = True
     dual_channel: bool = False
+    recording_sid: str | None = None
+    """The SID to store the recording under (the interpreter reports it before recording starts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class SpeechOptions:
     speech_timeout: float | None = None
     max_speech_time: float = 60.0
     profanity_filter: bool = True
+    on_partial: Callable[[str], None] | None = field(default=None, compare=False)
+    """Called with the interim transcript while the caller speaks (``partialResultCallback``)."""
 
 
 @dataclass(frozen=True, slots=True)

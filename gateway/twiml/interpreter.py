@@ -4,6 +4,7 @@ One :class:`TwimlSession` drives one call through a :class:`~.channel.CallChanne
 Twilio does where an app can tell the difference:
 
 * the call is answered on the first verb other than ``<Reject>``; ``<Reject>`` first never answers;
+  a ``<Pause>`` before any other verb delays the answer by its length;
 * a verb with an ``action`` ends the document: its outcome is posted there and the answer is the
   next document; without ``action``, ``<Gather>`` and ``<Record>`` post back to the current
   document's URL, ``<Dial>`` and ``<Enqueue>`` continue with the next verb;
@@ -18,8 +19,10 @@ Twilio does where an app can tell the difference:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urljoin
@@ -166,7 +169,7 @@ class TwimlSession:
                     break
             await self.channel.hangup()
         except CallEnded:
-            log.info("call %s ended during TwiML", self.context.call_sid)
+            log.debug("call %s ended during TwiML", self.context.call_sid)
         except _AppError as exc:
             await self._application_error(exc)
 
@@ -229,6 +232,12 @@ class TwimlSession:
             if isinstance(verb, v.Reject) and not self.channel.answered:
                 await self.channel.reject(verb.sip_status)
                 raise CallEnded
+            if isinstance(verb, v.Pause) and not self.channel.answered:
+                # https://www.twilio.com/docs/voice/twiml/pause: "If <Pause> is the first verb in a
+                # TwiML document, Twilio will wait the specified number of seconds before picking
+                # up the call." A hangup meanwhile surfaces as CallEnded at the next answer.
+                await asyncio.sleep(verb.length)
+                continue
             # <Dial answerOnBridge="true"> leaves the caller unanswered (early media) until the
             # callee answers; the dial code answers the caller then.
             deferred = isinstance(verb, v.Dial) and verb.answer_on_bridge
@@ -323,6 +332,7 @@ class TwimlSession:
                     speech_timeout=timeout,
                     max_speech_time=float(verb.max_speech_time),
                     profanity_filter=verb.profanity_filter,
+                    on_partial=self._partial_reporter(verb),
                 )
             )
             if heard is not None and heard.text:
@@ -332,6 +342,14 @@ class TwimlSession:
         if not any(name == "Digits" for name, _ in params) and "dtmf" in verb.input:
             params.append(("Digits", ""))
         return _Next(self._absolute(verb.action), verb.method, params)
+
+    def _partial_reporter(self, verb: v.Gather) -> Callable[[str], None] | None:
+        """What posts interim transcripts to ``partialResultCallback``, if the verb has one."""
+        if not verb.partial_result_callback:
+            return None
+        return _PartialResults(
+            self, self._absolute(verb.partial_result_callback), verb.partial_result_callback_method
+        )
 
     async def _collect_digits(self, verb: v.Gather) -> tuple[str, str]:
         digits = ""
@@ -348,18 +366,24 @@ class TwimlSession:
         self.channel.flush_digits()
         if verb.play_beep:
             await self.channel.play([Tone("beep")])
+        sid = "RE" + uuid.uuid4().hex
+        events = verb.recording_status_callback_event
+        if verb.recording_status_callback and "in-progress" in events:
+            self._recording_status(verb, sid, "in-progress", None)
         result = await self.channel.record(
             RecordOptions(
                 max_length=float(verb.max_length),
                 silence_timeout=float(verb.timeout),
                 finish_on_key=verb.finish_on_key,
                 trim_silence=verb.trim == "trim-silence",
+                recording_sid=sid,
             )
         )
-        if verb.recording_status_callback:
-            self._recording_status(
-                verb.recording_status_callback, verb.recording_status_callback_method, result
-            )
+        # https://www.twilio.com/docs/voice/twiml/record#recordingstatuscallbackevent: only the
+        # events asked for (default ``completed``); ``absent`` when nothing was recorded.
+        status = "completed" if result.duration > 0 else "absent"
+        if verb.recording_status_callback and status in events:
+            self._recording_status(verb, result.recording_sid, status, result)
         if result.duration <= 0 and not result.hung_up:
             return None  # Twilio: an empty recording does not request the action URL
         params = [
@@ -372,18 +396,20 @@ class TwimlSession:
             params.append(("Digits", digits))
         return _Next(self._absolute(verb.action), verb.method, params, ignore_answer=result.hung_up)
 
-    def _recording_status(self, url: str, method: str, result: RecordResult) -> None:
+    def _recording_status(self, verb: v.Record, sid: str, status: str, result: RecordResult | None) -> None:
+        assert verb.recording_status_callback is not None
         params = [
             ("AccountSid", self.context.account_sid),
             ("CallSid", self.context.call_sid),
-            ("RecordingSid", result.recording_sid),
-            ("RecordingUrl", self.context.recording_url(result.recording_sid)),
-            ("RecordingStatus", "completed"),
-            ("RecordingDuration", str(round(result.duration))),
-            ("RecordingChannels", "1"),
-            ("RecordingSource", "RecordVerb"),
+            ("RecordingSid", sid),
+            ("RecordingUrl", self.context.recording_url(sid)),
+            ("RecordingStatus", status),
         ]
-        self.callbacks.send(self._absolute(url), method, params, self.context.auth_token)
+        if result is not None:
+            params.append(("RecordingDuration", str(round(result.duration))))
+        params += [("RecordingChannels", "1"), ("RecordingSource", "RecordVerb")]
+        url = self._absolute(verb.recording_status_callback)
+        self.callbacks.send(url, verb.recording_status_callback_method, params, self.context.auth_token)
 
     async def _dial(self, verb: v.Dial) -> _Next | None:
         try:
@@ -437,6 +463,41 @@ class TwimlSession:
             await self.channel.hangup()
         except CallEnded:
             pass
+
+
+@dataclass(slots=True)
+class _PartialResults:
+    """Posts interim transcripts to ``partialResultCallback`` (fire and forget, numbered).
+
+    https://www.twilio.com/docs/voice/twiml/gather#partialresultcallback: each request carries the
+    call's parameters, ``SequenceNumber`` (from 0), ``UnstableSpeechResult`` (the interim transcript)
+    and ``StableSpeechResult`` (words no longer expected to change: here, the leading words the
+    last two interim transcripts agree on).
+    """
+
+    session: TwimlSession
+    url: str
+    method: str
+    sequence: int = 0
+    previous: list[str] = field(default_factory=list)
+
+    def __call__(self, text: str) -> None:
+        words = text.split()
+        stable: list[str] = []
+        for old, new in zip(self.previous, words, strict=False):
+            if old != new:
+                break
+            stable.append(new)
+        context = self.session.context
+        params = [
+            *context.params(),
+            ("SequenceNumber", str(self.sequence)),
+            ("UnstableSpeechResult", text),
+            ("StableSpeechResult", " ".join(stable)),
+        ]
+        self.sequence += 1
+        self.previous = words
+        self.session.callbacks.send(self.url, self.method, params, context.auth_token)
 
 
 class _AppError(Exception):

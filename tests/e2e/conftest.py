@@ -90,7 +90,7 @@ class CustomerApp:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         form = {k: str(v) for k, v in (await request.post()).items()} if request.method == "POST" else {}
-        url = f"{self.base}{request.path_qs}"
+        url = f"{self.base}{request.raw_path}"  # as sent: path_qs would unquote %3A and break GET signatures
         entry = AppRequest(
             request.method,
             request.path,
