@@ -12,7 +12,7 @@ naive full pipeline (batch decode + that + batch encode of every output).
 ``--search`` keeps doubling N past the largest size until a tick takes 10 ms on average, and reports
 the largest N measured under that budget (half of the 20 ms tick, leaving the rest for RTP I/O).
 The "engine path" column feeds PCM rows already decoded by the engine's own batch, as
-:class:`~trunkline.media.room.EngineRoom` receives them.
+:class:`~trunkline.media.room_engine.EngineRoom` receives them.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ from trunkline.codecs.g711 import ulaw_encode
 from trunkline.gateway.config import RtpConfig
 from trunkline.gateway.sip.sdp import PCMU, NegotiatedMedia
 from trunkline.media.engine import MediaEngine
-from trunkline.media.room import ConferenceRoom, EngineRoom
+from trunkline.media.room import ConferenceRoom
+from trunkline.media.room_engine import EngineRoom
 from trunkline.media.stream import RtpStream
 
 FRAME = 160

@@ -14,7 +14,7 @@ audio of the tick and gets one output per participant back::
     result.events     # SpeakerEvent list for Twilio's "speaker" status callbacks
     result.mix        # the full mix at the room rate, for the conference recorder
 
-:class:`EngineRoom` adapts this to the engine's ``MediaRoom`` protocol (``mix(inputs, now)`` keyed
+:class:`~trunkline.media.room_engine.EngineRoom` adapts this to the engine's ``MediaRoom`` protocol (``mix(inputs, now)`` keyed
 by stream, PCM in, payloads out). An inbound value is an RTP payload (``bytes``: the room decodes
 it), an int16 frame already decoded at the participant's codec rate, or ``None`` when nothing
 arrived (silence for G.711, codec concealment otherwise); a payload the codec rejects counts as
@@ -45,8 +45,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,7 +74,7 @@ from trunkline.media.player import AudioSource
 from trunkline.media.tones import ToneSource, ToneSpec
 from trunkline.media.vad import VoiceActivityDetector
 
-__all__ = ["ENTER_BEEP", "EXIT_BEEP", "ConferenceRoom", "EngineRoom", "Participant", "TickResult"]
+__all__ = ["ENTER_BEEP", "EXIT_BEEP", "ConferenceRoom", "Participant", "TickResult"]
 
 Inbound = bytes | bytearray | memoryview | PcmArray | None
 
@@ -640,79 +640,6 @@ class ConferenceRoom:
                 assert p.encoder is not None
                 out.payloads[p.id] = p.encoder.encode(pcm)
             out.encodes += 1
-
-
-class _Stream(Protocol):
-    """The part of :class:`~trunkline.media.stream.RtpStream` the engine adapter needs."""
-
-    codec: CodecInfo | None
-
-
-class EngineRoom:
-    """Adapter between a :class:`ConferenceRoom` and the engine's ``MediaRoom`` protocol.
-
-    The engine keys members by stream and hands decoded PCM at each stream's codec rate (``None``
-    when nothing arrived); the switch binds each stream to a participant with :meth:`join`. Inside
-    :attr:`room` the participants are keyed by their stream (so a tick needs no re-keying): use
-    ``adapter.room.set_muted(stream, True)``, ``coach_of=<stream>`` and so on. :meth:`mix` returns
-    each stream's encoded payload (``bytes``, sent as is; listeners of the shared mix get the same
-    object). Speaker events, with the participant ids given to :meth:`join`, go to ``on_events``;
-    ``last`` keeps the last :class:`TickResult` (its ``mix`` is the recording feed). A stream whose
-    codec changed (re-INVITE) is re-joined with the same state on the next tick.
-    """
-
-    def __init__(
-        self, room: ConferenceRoom, on_events: Callable[[list[SpeakerEvent]], object] | None = None
-    ) -> None:
-        self.room = room
-        self.on_events = on_events
-        self.last: TickResult | None = None
-        self._ids: dict[Any, str] = {}
-        self._codecs: dict[Any, CodecInfo] = {}
-        self._options: dict[Any, dict[str, Any]] = {}
-
-    def participant_id(self, stream: _Stream) -> str:
-        """The participant id ``stream`` was joined with."""
-        return self._ids[stream]
-
-    def join(self, stream: _Stream, participant_id: str, **options: Any) -> Participant:
-        """Bind ``stream`` to a new participant; ``options`` as for :meth:`ConferenceRoom.join`."""
-        if stream.codec is None:
-            raise MixerError(f"stream of {participant_id!r} has no negotiated codec yet")
-        p = self.room.join(stream, stream.codec.sdp_name, **options)  # type: ignore[arg-type]
-        self._ids[stream] = participant_id
-        self._codecs[stream] = stream.codec
-        self._options[stream] = {k: v for k, v in options.items() if k != "beep"}
-        return p
-
-    def leave(self, stream: _Stream, *, beep: bool | str = True) -> None:
-        """Remove the participant bound to ``stream``."""
-        del self._ids[stream], self._codecs[stream], self._options[stream]
-        self.room.leave(stream, beep=beep)  # type: ignore[arg-type]
-
-    def mix(self, inputs: Mapping[Any, PcmArray | None], now: float) -> dict[Any, PcmArray | bytes]:
-        """One engine tick: PCM of every member in, one payload per member out."""
-        for stream, info in self._codecs.items():
-            if stream.codec is not info and stream.codec is not None:
-                self._rejoin(stream)
-        result = self.room.tick(inputs, now)
-        self.last = result
-        if result.events and self.on_events is not None:
-            ids = self._ids
-            self.on_events([replace(e, participant=ids.get(e.participant, "")) for e in result.events])
-        out: dict[Any, PcmArray | bytes] = result.payloads  # type: ignore[assignment]
-        if result.pcm:
-            out = {**result.pcm, **out}
-        return out
-
-    def _rejoin(self, stream: Any) -> None:
-        p = self.room._participants[stream]
-        options = dict(self._options[stream])
-        options.update(muted=p.muted, hold=p.hold, listen_only=p.listen_only, coach_of=p.coach_of)
-        options.update(hold_source=p.hold_source, start_conference_on_enter=False, beep=False)
-        self.room.leave(stream, beep=False)
-        self.room.join(stream, stream.codec.sdp_name, **options)
-        self._codecs[stream] = stream.codec
 
 
 @dataclass(slots=True)

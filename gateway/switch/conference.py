@@ -14,7 +14,7 @@ Entry points
 Rooms are scoped per account by friendly name; while one is live (``init`` or ``in-progress``) a
 second ``<Conference>`` with the same name joins it, once it is ``completed`` the name makes a new
 room with a new ``CF`` SID. Each room is a :class:`~trunkline.media.room.ConferenceRoom` fed by the
-media engine through :class:`~trunkline.media.room.EngineRoom`: one mix per 20 ms tick, everyone
+media engine through :class:`~trunkline.media.room_engine.EngineRoom`: one mix per 20 ms tick, everyone
 hears ``total - own``, mute/hold/coach are masks (DESIGN.md section 6).
 
 Behaviour (Twilio's, unless said otherwise):
@@ -89,7 +89,8 @@ from trunkline.gateway.twiml.parser import TwimlError
 from trunkline.gateway.twiml.webhooks import WebhookError
 from trunkline.media.mixer import MixerError, SpeakerEvent
 from trunkline.media.recorder import Recorder
-from trunkline.media.room import ConferenceRoom, EngineRoom
+from trunkline.media.room import ConferenceRoom
+from trunkline.media.room_engine import EngineRoom
 from trunkline.media.session import Digit
 
 if TYPE_CHECKING:

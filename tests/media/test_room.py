@@ -21,7 +21,8 @@ from trunkline.gateway.sip.sdp import PCMA, PCMU
 from trunkline.media.engine import MediaEngine
 from trunkline.media.mixer import MixerError
 from trunkline.media.player import PcmSource
-from trunkline.media.room import ConferenceRoom, EngineRoom, TickResult
+from trunkline.media.room import ConferenceRoom, TickResult
+from trunkline.media.room_engine import EngineRoom
 from trunkline.media.tones import ToneSource, ToneSpec
 
 TICK = 0.02
