@@ -14,11 +14,11 @@ audio of the tick and gets one output per participant back::
     result.events     # SpeakerEvent list for Twilio's "speaker" status callbacks
     result.mix        # the full mix at the room rate, for the conference recorder
 
-:class:`~trunkline.media.room_engine.EngineRoom` adapts this to the engine's ``MediaRoom`` protocol (``mix(inputs, now)`` keyed
-by stream, PCM in, payloads out). An inbound value is an RTP payload (``bytes``: the room decodes
-it), an int16 frame already decoded at the participant's codec rate, or ``None`` when nothing
-arrived (silence for G.711, codec concealment otherwise); a payload the codec rejects counts as
-lost (:attr:`ConferenceRoom.decode_errors`) and a missing participant as ``None``.
+:class:`~trunkline.media.room_engine.EngineRoom` adapts this to the engine's ``MediaRoom`` protocol
+(``mix(inputs, now)`` keyed by stream, PCM in, payloads out). An inbound value is an RTP payload
+(``bytes``: the room decodes it), an int16 frame already decoded at the participant's codec rate, or
+``None`` when nothing arrived (silence for G.711, codec concealment otherwise); a payload the codec
+rejects counts as lost (:attr:`ConferenceRoom.decode_errors`) and a missing participant as ``None``.
 
 Internal rate: the room mixes at the highest sample rate of its participants' codecs (8 kHz for
 an all-G.711 room, 16 kHz with G.722, 48 kHz with Opus), capped by ``max_rate``; participants at
