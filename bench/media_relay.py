@@ -139,7 +139,7 @@ def run_step(
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     if server == "echo":
-        proc = ctx.Process(target=lg.echo_worker, args=(child, calls, cpu), daemon=True)
+        proc = ctx.Process(target=lg.echo_worker, args=(child, calls, cpu, use_uvloop), daemon=True)
     else:
         proc = ctx.Process(
             target=engine_worker,
@@ -161,7 +161,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="100,200,300,400,600,800,1000")
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--uvloop", action="store_true", help="run the engine on uvloop")
+    parser.add_argument(
+        "--no-uvloop",
+        action="store_true",
+        help="engine and echo on the default asyncio loop (else uvloop)",
+    )
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     server_cpu, gen_cpu = lg.pick_cpus()
@@ -169,12 +173,13 @@ def main() -> None:
     results: dict[str, list[Step]] = {"echo": [], "engine": []}
     for server in ("echo", "engine"):
         for calls in steps:
-            step = run_step(gen, server, calls, args.seconds, server_cpu, args.uvloop)
+            step = run_step(gen, server, calls, args.seconds, server_cpu, not args.no_uvloop)
             results[server].append(step)
             print(
                 f"  {server:6} {calls:5} calls: loss {step.load.loss:.3%} "
                 f"p99 {step.load.delay_percentile(99):.2f} ms "
-                f"server CPU {step.util:.0%} generator CPU {step.load.busy:.0%}",
+                f"server CPU {step.util:.0%} ({step.us_per_packet:.1f} us/packet) "
+                f"generator CPU {step.load.busy:.0%}",
                 file=sys.stderr,
             )
             if not step.passed:
@@ -183,6 +188,7 @@ def main() -> None:
 
     cmd = "bench/media_relay.py " + " ".join(sys.argv[1:])
     print(f"### Relayed G.711 calls per core\n\nCommand: `.venv/bin/python {cmd.strip()}`  ")
+    print(f"Event loop: {'asyncio default' if args.no_uvloop else 'uvloop'} (engine and echo alike)  ")
     print(
         f"Load average at the end: {os.getloadavg()[0]:.2f} "
         f"(other processes share these {os.cpu_count()} CPUs)\n"

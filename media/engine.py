@@ -6,12 +6,11 @@ Each tick, across all active streams at once:
    concealed by the stream's codec (G.711 Appendix I style, Opus PLC, G.722 repeat);
 2. **decode in batches**: the G.711 frames of the tick are decoded in one numpy
    lookup per law over an ``(n_streams, 160)`` array; Opus and G.722 go through
-   the stream's own PyAV decoder/encoder inside the tick.  Measured cost per
-   transcoded G.711 <-> Opus call and tick (``bench/media_transcode.py``): Opus
-   encode ~0.20 ms (libopus at its default complexity), Opus decode ~0.05 ms and
-   two 8 <-> 48 kHz PyAV resamples ~0.1 ms each, i.e. about 0.4 ms of the 20 ms
-   budget: a few dozen transcoded calls per core, of which libopus alone takes
-   roughly two thirds;
+   the stream's own decoder/encoder inside the tick.  An Opus leg bridged to G.711
+   runs libopus at 8 kHz (RFC 7587: the RTP clock stays 48000), so such a bridge
+   needs no resampling; measured per transcoded G.711 <-> Opus call and tick
+   (``bench/media_transcode.py``): about 0.13-0.15 ms of CPU, of which libopus
+   (8 kHz encode at complexity 5, decode) takes roughly three quarters;
 3. **consume**: the decoded input (at 8 kHz) feeds recordings, the in-band DTMF
    detector (one vectorised pass over every stream that has it enabled), the VAD
    endpointers, speech capture and conference rooms (:class:`MediaRoom`);
@@ -21,10 +20,12 @@ Each tick, across all active streams at once:
 5. **encode in batches** (G.711 per law in one numpy call) and ``sendto``.
 
 Two legs bridged with the same codec and packet time are relayed packet by packet
-as they arrive (:meth:`~trunkline.media.stream.RtpStream.forward`): no jitter buffer
-delay, no decode or encode, SSRC/sequence/timestamp rewritten into the outgoing
-leg's own space, RFC 4733 events passed through.  Such a leg is decoded on the tick
-only when something consumes its audio (recorder, detector, VAD).
+as they arrive, in the socket reader (:meth:`~trunkline.media.stream.RtpStream.relay_into`):
+no jitter buffer delay, no decode or encode, no packet object (the header is
+rewritten in place in the receive buffer: SSRC/sequence/timestamp mapped into the
+outgoing leg's own space), RFC 4733 events passed through.  Such a leg is decoded on
+the tick only when something consumes its audio (recorder, detector, VAD), and a
+relayed leg with nothing to play or send is skipped by the tick altogether.
 
 The clock is scheduled against absolute deadlines (``loop.call_at(t0 + n * 0.02)``),
 so it does not drift; ticks that start late are counted (:attr:`MediaEngine.late_ticks`)
@@ -236,11 +237,19 @@ class MediaEngine:
         if relay != a.relay:
             a.marker_next = b.marker_next = True
         a.relay = b.relay = relay
+        if a.codec is not None and b.codec is not None:
+            # RFC 7587 section 4.1: an Opus leg runs libopus at its peer's rate (8 kHz against
+            # G.711, 16 kHz against G.722) so that the bridge needs no resampling.
+            rate = min(a.codec.sample_rate, b.codec.sample_rate)
+            a.set_pcm_rate(rate)
+            b.set_pcm_rate(rate)
 
     def join_room(self, stream: RtpStream, room: MediaRoom) -> None:
         """Make ``stream`` a member of ``room`` (leaving any bridge)."""
         self.unbridge(stream)
         self.leave_room(stream)
+        if stream.codec is not None:
+            stream.set_pcm_rate(stream.codec.sample_rate)  # rooms mix at each codec's own rate
         stream.room = room
         self.rooms.setdefault(room, []).append(stream)
 
@@ -322,7 +331,23 @@ class MediaEngine:
     def process_tick(self, now: float) -> None:
         """Run one 20 ms media tick at time ``now`` (the clock calls this; tests may too)."""
         self.ticks += 1
-        streams = [s for s in self.streams if s.negotiated is not None]
+        # A leg relayed packet by packet with nothing else to do (no consumer of its audio,
+        # no prompt or digit to send, a remote to send to) needs no work on the clock.
+        streams = [
+            s
+            for s in self.streams
+            if s.negotiated is not None
+            and not (
+                s.relay
+                and s.sending
+                and not s.taps
+                and s.dtmf_slot is None
+                and s.endpointer is None
+                and not s.dtmf_tx
+                and not s.player.playing
+                and s.remote is not None
+            )
+        ]
         self._pull_and_decode(streams, now)
         self._consume(streams, now)
         self._mix_rooms(now)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trunkline.codecs.base import CodecError, CodecInfo, Decoder, Encoder, PcmArray
+from trunkline.codecs.opus import OPUS_RATES
 from trunkline.codecs.registry import create_decoder, create_encoder, get_codec
 from trunkline.codecs.resample import Resampler
 from trunkline.gateway.sip.sdp import NegotiatedMedia
@@ -47,7 +48,10 @@ __all__ = ["RTCP_INTERVAL", "RtpStream", "StreamError", "StreamStats"]
 
 _HEADER = struct.Struct("!BBHII")
 _AFTER_FIRST = struct.Struct("!BHII")
+
 _MAX_DATAGRAM = 2048
+#: Shared generator for SSRCs, sequence numbers and timestamps (seeding one per stream costs ~30 us).
+_RNG = random.Random()
 _DRAIN_LIMIT = 4096  # datagrams per wake-up, so that one flooded leg cannot starve the clock
 G711_LAWS = {"PCMU": "ulaw", "PCMA": "alaw"}
 _PTIME_SAMPLES = frozenset((80, 160, 240, 320, 480))  # 10-60 ms at an 8 kHz RTP clock
@@ -101,7 +105,7 @@ class RtpStream(CallMedia, RtcpReporting):
         rng: random.Random | None = None,
         cname: str | None = None,
     ) -> None:
-        rng = rng if rng is not None else random.Random()
+        rng = rng if rng is not None else _RNG
         self.engine = engine
         self.loop = engine.loop
         self.ports = ports
@@ -150,6 +154,10 @@ class RtpStream(CallMedia, RtcpReporting):
         self._fwd_seq_off = 0
         self._fwd_ts_off = 0
         self._fwd_max_seq = 0
+        # Receive buffer, reused for every datagram (the relay fast path rewrites it in place).
+        self._rx_buf = bytearray(_MAX_DATAGRAM)
+        self._rx_view = memoryview(self._rx_buf)
+        self._rx_scratch = RtpPacket()  # header fields for ReceiveStats on the fast path
 
         # Engine-side per-tick state.
         self.tick_in: PcmArray | None = None  # this tick's decoded input at sample_rate
@@ -275,6 +283,32 @@ class RtpStream(CallMedia, RtcpReporting):
         if self._rtcp_timer is None:
             self._schedule_rtcp(initial=True)
 
+    def set_pcm_rate(self, rate: int) -> None:
+        """Run this leg's codec at ``rate`` where it can do so natively (Opus: 8, 16 or 48 kHz).
+
+        RFC 7587 section 4.1: the RTP clock of Opus stays 48000 whatever the audio
+        bandwidth, so a leg bridged to G.711 (or G.722) encodes and decodes at its peer's
+        rate and the bridge needs no resampling.  Other codecs ignore the call.  Prompts in
+        progress are cut when the rate changes (as on a codec change).
+        """
+        codec = self.codec
+        if codec is None or codec.encoding.lower() != "opus":
+            return
+        if rate not in OPUS_RATES:
+            rate = codec.sample_rate
+        if rate == self.sample_rate:
+            return
+        self.decoder = create_decoder(codec.sdp_name, sample_rate=rate)
+        self.encoder = create_encoder(codec.sdp_name, sample_rate=rate)
+        self.sample_rate = rate
+        self.frame_samples = self.decoder.frame_samples
+        self._resamplers.clear()
+        self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self.after_loss = False
+        self.rx_frame_samples = round(rate * self.jitter.frame_duration)
+        self.rx_fifo = np.zeros(0, dtype=np.int16)
+        self.reset_player(rate)
+
     def _set_rx_ptime(self, ptime_ms: int) -> None:
         assert self.codec is not None
         self.jitter = JitterBuffer(self.codec.clock_rate, ptime_ms)
@@ -290,20 +324,69 @@ class RtpStream(CallMedia, RtcpReporting):
     # -- receive path ----------------------------------------------------------------------------
 
     def _on_rtp_readable(self) -> None:
-        sock = self.ports.rtp_sock
+        # Drain until BlockingIOError (DESIGN.md section 2) into one preallocated buffer;
+        # only packets that cannot take the relay fast path are copied out as bytes.
+        recv_into = self.sock.recvfrom_into
+        buf = self._rx_buf
+        view = self._rx_view
         now = self.loop.time()
         mux = self.ports.rtcp_mux
         for _ in range(_DRAIN_LIMIT):
             try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                n, addr = recv_into(buf)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
+            if n > 12 and buf[0] == 0x80 and self.relay and self._relay_fast(n, addr, now):
+                continue
+            data = bytes(view[:n])
             if mux and is_rtcp(data):
                 self._handle_rtcp(data, addr)
             else:
                 self.handle_rtp(data, addr, now)
+
+    def _relay_fast(self, n: int, addr: tuple[str, int], now: float) -> bool:
+        """Relay the packet in ``_rx_buf`` without building an :class:`RtpPacket`; False: take the slow path.
+
+        Only the common case qualifies: a plain RFC 3550 header (V=2, no padding,
+        extension or CSRC: first octet 0x80), the negotiated audio payload type from the
+        latched source and SSRC, a packet time the jitter buffer already knows, and no
+        consumer of this leg's audio (recorder, detector, VAD).  Everything else,
+        RFC 4733 events and RTCP included, goes through :meth:`handle_rtp`.
+        """
+        buf = self._rx_buf
+        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, 1)
+        if (
+            (second & 0x7F) != self.payload_type
+            or ssrc != self._latched_ssrc
+            or not self.latched
+            or addr != self.remote
+            or not self.receiving
+            or self.taps
+            or self.dtmf_slot is not None
+            or self.endpointer is not None
+        ):
+            return False
+        peer = self.peer
+        stats = self.rx_stats
+        size = n - 12
+        if (
+            peer is None
+            or stats is None
+            or stats.ssrc != ssrc
+            or (self.sized_ptime and size != self.jitter.samples_per_frame and size in _PTIME_SAMPLES)
+        ):
+            return False
+        self.stats.packets_received += 1
+        scratch = self._rx_scratch
+        scratch.sequence_number = seq
+        scratch.timestamp = ts
+        if len(scratch.payload) != size:
+            scratch.payload = bytes(size)  # only its length is read (octet count)
+        stats.update(scratch, now)
+        peer.relay_into(buf, n, seq, ts, ssrc, second & 0x80, peer.payload_type)
+        return True
 
     def handle_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """Process one received RTP datagram (public for tests and the benchmarks)."""
@@ -408,35 +491,54 @@ class RtpStream(CallMedia, RtcpReporting):
         unchanged while the far end sees one consistent source.  The offsets are
         recomputed when the source changes or when this stream sent audio of its own.
         """
+        buf = bytearray(12 + len(packet.payload))
+        buf[12:] = packet.payload
+        self.relay_into(
+            buf,
+            len(buf),
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+            0x80 if packet.marker else 0,
+            payload_type,
+        )
+
+    def relay_into(
+        self, buf: bytearray, n: int, seq: int, ts: int, ssrc: int, marker: int, payload_type: int
+    ) -> None:
+        """:meth:`forward` on a raw packet: ``buf[:n]`` is sent with its 12-octet header rewritten in place.
+
+        The relay fast path hands over the peer's receive buffer as it is (a plain RTP
+        header, ``marker`` is its M bit: 0 or 0x80); the first header octet is set to
+        0x80 and the rest of the header (M/PT, sequence number, timestamp, SSRC) packed
+        with ``pack_into``, so the payload is never copied.
+        """
         remote = self.remote
         if not self.sending or remote is None or self.dtmf_tx or self.player.playing:
             return
-        seq = packet.sequence_number
-        marker = packet.marker
-        if packet.ssrc != self._fwd_src:
-            self._fwd_src = packet.ssrc
+        if ssrc != self._fwd_src:
+            self._fwd_src = ssrc
             self._fwd_seq_off = (self.seq - seq) & 0xFFFF
-            self._fwd_ts_off = (self.ts - packet.timestamp) & 0xFFFFFFFF
+            self._fwd_ts_off = (self.ts - ts) & 0xFFFFFFFF
             self._fwd_max_seq = (seq - 1) & 0xFFFF
-            marker = True  # a new source or the end of our own audio: a new talkspurt
+            marker = 0x80  # a new source or the end of our own audio: a new talkspurt
         out_seq = (seq + self._fwd_seq_off) & 0xFFFF
-        out_ts = (packet.timestamp + self._fwd_ts_off) & 0xFFFFFFFF
+        out_ts = (ts + self._fwd_ts_off) & 0xFFFFFFFF
         if 0 < (seq - self._fwd_max_seq) & 0xFFFF < 0x8000:
             self._fwd_max_seq = seq
             self.seq = (out_seq + 1) & 0xFFFF
             if payload_type == self.payload_type:
                 self.ts = (out_ts + self.ts_step) & 0xFFFFFFFF
         self.marker_next = False
-        header = _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, out_seq, out_ts, self.ssrc)
-        data = header + packet.payload
+        _HEADER.pack_into(buf, 0, 0x80, marker | payload_type, out_seq, out_ts, self.ssrc)
         stats = self.stats
         try:
-            self.sock.sendto(data, remote)
+            self.sock.sendto(memoryview(buf)[:n] if n != len(buf) else buf, remote)
         except OSError:  # BlockingIOError included: a full socket buffer drops the packet
             stats.send_drops += 1
             return
         stats.packets_sent += 1
-        stats.octets_sent += len(data) - 12
+        stats.octets_sent += n - 12
         stats.packets_relayed += 1
         self._sent_since_report = True
 

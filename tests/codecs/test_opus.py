@@ -7,7 +7,7 @@ import pytest
 
 from tests.codecs._signals import best_lag, chirp, peak_hz, rms, sine
 from trunkline.codecs.base import CodecError
-from trunkline.codecs.opus import OPUS_DELAY_SAMPLES, OpusDecoder, OpusEncoder
+from trunkline.codecs.opus import OPUS_DELAY_SAMPLES, OpusDecoder, OpusEncoder, opus_delay_samples
 
 
 def run(enc: OpusEncoder, dec: OpusDecoder, pcm: np.ndarray) -> np.ndarray:
@@ -95,3 +95,52 @@ def test_invalid_arguments_and_packets() -> None:
         dec.decode(b"")
     with pytest.raises(CodecError, match="invalid Opus packet"):
         dec.decode(b"\xff\xff\xff")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_narrowband_rates_keep_tone_level_and_constant_delay(rate: int) -> None:
+    frame = rate // 50
+    enc, dec = OpusEncoder(sample_rate=rate), OpusDecoder(sample_rate=rate)
+    assert enc.frame_samples == dec.frame_samples == frame
+    pcm = sine(1000, frame * 50, rate, amplitude=10000)
+    out = run(enc, dec, pcm)
+    assert out.shape == (frame * 50,) and out.dtype == np.int16
+    steady = out[frame * 10 :]
+    assert abs(peak_hz(steady, rate) - 1000) <= 5
+    assert abs(20 * np.log10(rms(steady) / rms(pcm))) < 1.0
+    delay = opus_delay_samples(rate)
+    assert delay == OPUS_DELAY_SAMPLES * rate // 48000
+    sweep = chirp(frame * 40, rate)
+    out = run(
+        OpusEncoder(sample_rate=rate, bitrate=64000, application="audio"),
+        OpusDecoder(sample_rate=rate),
+        sweep,
+    )
+    assert best_lag(out, sweep, 200, frame * 30) == delay
+
+
+def test_narrowband_packets_decode_at_48k_and_back() -> None:
+    """RFC 7587: the bitstream does not depend on the PCM rate of either end."""
+    pcm8 = sine(440, 160 * 30, 8000, amplitude=8000)
+    enc8 = OpusEncoder(sample_rate=8000)
+    dec48 = OpusDecoder()
+    out48 = np.concatenate([dec48.decode(enc8.encode(f)) for f in pcm8.reshape(-1, 160)])
+    assert out48.shape == (960 * 30,)
+    assert abs(peak_hz(out48[960 * 5 :], 48000) - 440) <= 5
+    enc48, dec8 = OpusEncoder(), OpusDecoder(sample_rate=8000)
+    pcm48 = sine(700, 960 * 30, 48000, amplitude=8000)
+    out8 = np.concatenate([dec8.decode(enc48.encode(f)) for f in pcm48.reshape(-1, 960)])
+    assert out8.shape == (160 * 30,)
+    assert abs(peak_hz(out8[160 * 5 :], 8000) - 700) <= 10
+
+
+def test_complexity_and_rate_are_validated() -> None:
+    assert OpusEncoder().complexity == 5
+    assert OpusEncoder(complexity=10).complexity == 10
+    with pytest.raises(CodecError, match="complexity"):
+        OpusEncoder(complexity=11)
+    with pytest.raises(CodecError, match="sample rate"):
+        OpusEncoder(sample_rate=44100)
+    with pytest.raises(CodecError, match="sample rate"):
+        OpusDecoder(sample_rate=22050)
+    assert OpusDecoder(sample_rate=16000).conceal(320).shape == (320,)

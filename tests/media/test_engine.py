@@ -25,6 +25,8 @@ from trunkline.gateway.config import RtpConfig
 from trunkline.gateway.sip.sdp import OPUS, PCMA, PCMU, TELEPHONE_EVENT_8000, TELEPHONE_EVENT_48000, RtpFormat
 from trunkline.media.dtmf import generate_dtmf
 from trunkline.media.engine import MediaEngine
+from trunkline.media.jitter import ReceiveStats
+from trunkline.media.rtp import RtpPacket
 from trunkline.media.session import Interrupt, PlayOutcome
 from trunkline.media.stream import RtpStream
 
@@ -109,6 +111,107 @@ async def test_same_codec_bridge_relays_payloads(
     p2.close()
 
 
+async def test_relay_fast_path_rewrites_in_place_and_keeps_receive_stats(
+    engine: MediaEngine, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    p1, p2 = Phone(loop, 0), Phone(loop, 0)
+    a, b = await leg(engine, p1), await leg(engine, p2)
+    engine.bridge(a, b)
+    slow: list[int] = []
+    original = a.handle_rtp
+
+    def counting(data: bytes, addr: tuple[str, int], now: float) -> None:
+        slow.append(len(data))
+        original(data, addr, now)
+
+    a.handle_rtp = counting  # type: ignore[method-assign]
+    packets = p1.audio_packets(tone(1000, 0.6))
+    del packets[10]  # one lost packet: the gap must pass through
+    packets[20], packets[21] = packets[21], packets[20]  # and one reordering
+    await p1.send_paced(packets, dest(a))
+    await asyncio.sleep(0.05)
+    assert len(slow) == 1  # only the first packet (latching, new source) took the slow path
+    got = [r.packet for r in p2.received]
+    assert [p.payload for p in got] == [d[12:] for d in packets]
+    assert {p.ssrc for p in got} == {b.ssrc} and {p.payload_type for p in got} == {0}
+    in_seq = [struct.unpack_from("!H", d, 2)[0] for d in packets]
+    out_seq = [p.sequence for p in got]
+    assert {(o - i) & 0xFFFF for i, o in zip(in_seq, out_seq, strict=True)} == {
+        (out_seq[0] - in_seq[0]) & 0xFFFF
+    }
+    assert got[0].marker and not any(p.marker for p in got[1:])
+    reference = ReceiveStats(p1.ssrc, 8000, struct.unpack_from("!H", packets[0], 2)[0])
+    for d in packets:
+        reference.update(RtpPacket.parse(d), 0.0)
+    stats = a.rx_stats
+    assert stats is not None and stats.lost == 1
+    assert (stats.received, stats.lost, stats.extended_max, stats.octets) == (
+        reference.received,
+        reference.lost,
+        reference.extended_max,
+        reference.octets,
+    )
+    assert a.stats.packets_received == len(packets) and b.stats.packets_relayed == len(packets)
+    # A consumer of a relayed leg's audio (recording) sends its packets down the slow path.
+    rec = a.start_recording(tmp_path / "relayed.wav")
+    more = p1.audio_packets(tone(500, 0.2))
+    await p1.send_paced(more, dest(a))
+    await asyncio.sleep(0.05)
+    assert len(slow) == 1 + len(more)
+    assert b.stats.packets_relayed == len(packets) + len(more)
+    await rec.stop()
+    p1.close()
+    p2.close()
+
+
+async def test_relay_maps_dynamic_payload_types_between_legs(
+    engine: MediaEngine, loop: asyncio.AbstractEventLoop
+) -> None:
+    p1, p2 = Phone(loop, 111), Phone(loop, 96)
+    a = await leg(engine, p1, OPUS, TELEPHONE_EVENT_48000)
+    b = await leg(engine, p2, RtpFormat(96, "opus", 48000, 2, {}), TELEPHONE_EVENT_48000)
+    engine.bridge(a, b)
+    assert a.relay and b.relay and b.payload_type == 96
+    packets = opus_packets(p1, tone(1000, 0.4, 48000))
+    await p1.send_paced(packets, dest(a))
+    await asyncio.sleep(0.05)
+    got = [r.packet for r in p2.received]
+    assert [p.payload for p in got] == [d[12:] for d in packets]  # Opus relayed untouched
+    assert {p.payload_type for p in got} == {96} and {p.ssrc for p in got} == {b.ssrc}
+    assert b.stats.packets_relayed == len(packets)
+    p1.close()
+    p2.close()
+
+
+async def test_prompt_on_a_relayed_leg_takes_over_then_relay_resumes(
+    engine: MediaEngine, loop: asyncio.AbstractEventLoop
+) -> None:
+    p1, p2 = Phone(loop, 0), Phone(loop, 0)
+    a, b = await leg(engine, p1), await leg(engine, p2)
+    engine.bridge(a, b)
+    relayed = p1.audio_packets(tone(1000, 1.0))
+    sending = asyncio.ensure_future(p1.send_paced(relayed, dest(a)))
+    await asyncio.sleep(0.2)
+    assert await b.play((tone(400, 0.4), 8000)) is PlayOutcome.COMPLETED
+    await sending
+    await asyncio.sleep(0.05)
+    payloads = {d[12:] for d in relayed}
+    kinds = ["relay" if r.packet.payload in payloads else "prompt" for r in p2.received]
+    first_prompt, last_prompt = kinds.index("prompt"), len(kinds) - 1 - kinds[::-1].index("prompt")
+    assert kinds[:first_prompt] == ["relay"] * first_prompt and first_prompt >= 5
+    assert 15 <= last_prompt - first_prompt + 1 <= 25  # 0.4 s of prompt, nothing relayed meanwhile
+    assert set(kinds[first_prompt : last_prompt + 1]) == {"prompt"}
+    assert kinds[last_prompt + 1 :] and set(kinds[last_prompt + 1 :]) == {"relay"}  # relaying resumed
+    prompt = audio.decode_pcmu(
+        b"".join(r.packet.payload for r in p2.received[first_prompt + 2 : last_prompt - 1])
+    )
+    assert abs(audio.dominant_frequency(prompt, 8000) - 400) < 10
+    seqs = [r.packet.sequence for r in p2.received]
+    assert all((y - x) & 0xFFFF == 1 for x, y in itertools.pairwise(seqs))  # one sequence space
+    p1.close()
+    p2.close()
+
+
 async def test_relay_passes_rfc4733_events_and_reports_digit(
     engine: MediaEngine, loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -143,6 +246,8 @@ async def test_opus_leg_bridged_to_pcmu(engine: MediaEngine, loop: asyncio.Abstr
     b = await leg(engine, p2, PCMU)
     engine.bridge(a, b)
     assert not a.relay
+    # RFC 7587: libopus runs at the G.711 peer's 8 kHz, the RTP clock stays 48000.
+    assert (a.sample_rate, a.frame_samples, a.ts_step) == (8000, 160, 960)
     await asyncio.gather(
         p1.send_paced(opus_packets(p1, tone(1000, 1.2, 48000)), dest(a)),
         p2.send_paced(p2.audio_packets(tone(440, 1.2)), dest(b)),
@@ -157,6 +262,11 @@ async def test_opus_leg_bridged_to_pcmu(engine: MediaEngine, loop: asyncio.Abstr
     assert {p.timestamp - opus_rx[0].timestamp for p in opus_rx[:3]} == {0, 960, 1920}
     pcm48 = np.concatenate([dec.decode(p.payload) for p in opus_rx[15:]])
     assert abs(audio.dominant_frequency(pcm48, 48000) - 440) < 10
+    assert not a._resamplers and not b._resamplers  # no resampling on the bridge
+    engine.unbridge(a)
+    engine.join_room(a, object())  # type: ignore[arg-type]
+    assert a.sample_rate == 48000 and a.frame_samples == 960  # rooms mix at the codec's rate
+    engine.leave_room(a)
     p1.close()
     p2.close()
 
