@@ -8,6 +8,7 @@ error (with its key path, e.g. ``trunks[0].port``) instead of stopping at the fi
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import os
 import re
@@ -379,8 +380,9 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_ip(text: str) -> IPAddress:
-    """An IPv4 or IPv6 literal (brackets around IPv6 are accepted)."""
+    """An IPv4 or IPv6 literal (brackets around IPv6 are accepted); memoised (trunk ACL per request)."""
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:

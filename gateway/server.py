@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -41,11 +42,22 @@ from trunkline.gateway.switch.queues import queue_manager
 from trunkline.gateway.switch.security import InboundGuard
 from trunkline.gateway.switch.switch import Switch
 from trunkline.gateway.switch.trunks import TrunkManager
+from trunkline.gateway.twiml.cache import TwimlCache
 from trunkline.gateway.twiml.webhooks import WebhookClient
 from trunkline.media.engine import MediaEngine
+from trunkline.media.recorder import RepairResult, WavRepairError, repair_wav
 from trunkline.media.speech import SpeechRecognizer
 
-__all__ = ["APP_KEY_CONFIG", "APP_KEY_SERVER", "Server", "new_event_loop", "run", "serve"]
+__all__ = [
+    "APP_KEY_CONFIG",
+    "APP_KEY_SERVER",
+    "Server",
+    "freeze_startup_objects",
+    "new_event_loop",
+    "repair_recordings",
+    "run",
+    "serve",
+]
 
 log = logging.getLogger("trunkline.server")
 
@@ -56,6 +68,33 @@ APP_KEY_SERVER: web.AppKey[Server] = web.AppKey("trunkline.server")
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz``: ``{"status": "ok"}`` while the server runs."""
     return web.json_response({"status": "ok", "version": __version__})
+
+
+def repair_recordings(directory: Path) -> list[RepairResult]:
+    """Extend the headers of WAVs a killed process left in ``directory`` over all their audio.
+
+    The recorder rewrites a WAV's sizes only every second (DESIGN.md, Persistence), so after a
+    crash the header describes less audio than the file holds. Every ``*.wav`` (FLAC
+    recordings' ``*.partial.wav`` included) whose RIFF size falls short of the file goes through
+    :func:`~trunkline.media.recorder.repair_wav`; complete files are not opened for writing and
+    files that are not RIFF/WAVE are logged and left alone. Returns the repairs made.
+    """
+    repaired: list[RepairResult] = []
+    for path in sorted(directory.glob("*.wav")):
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(8)
+                size = os.fstat(fh.fileno()).st_size
+            if len(head) == 8 and head[:4] == b"RIFF" and int.from_bytes(head[4:], "little") + 8 >= size:
+                continue  # the header covers the whole file: finished cleanly
+            result = repair_wav(path)
+        except (OSError, WavRepairError) as exc:
+            log.warning("cannot repair recording %s: %s", path, exc)
+            continue
+        if result.repaired:
+            log.info("repaired recording %s after an unclean stop (%d frames)", path.name, result.frames)
+            repaired.append(result)
+    return repaired
 
 
 def _demo_hangup_default() -> float | None:
@@ -140,6 +179,7 @@ class Server:
         try:
             Path(self.config.storage.database).parent.mkdir(parents=True, exist_ok=True)
             Path(self.config.storage.recordings_dir).mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(repair_recordings, Path(self.config.storage.recordings_dir))
             await self.store.open()
             self._runner = web.AppRunner(self.app, access_log=logging.getLogger("trunkline.http.access"))
             await self._runner.setup()
@@ -152,7 +192,7 @@ class Server:
             if self.use_switch and self._receiver_factory is None:
                 self.engine = MediaEngine(self.config.rtp)
                 await self.engine.start()
-                self.webhooks = WebhookClient()
+                self.webhooks = WebhookClient(cache=TwimlCache())
                 self.recognizer = SpeechRecognizer()
 
             receiver: Receiver
@@ -316,6 +356,7 @@ async def run(config: Config, *, server: Server | None = None) -> None:
             pass  # not the main thread, or not supported here
     try:
         await server.start()
+        freeze_startup_objects()
         loop_kind = type(loop).__module__.split(".")[0]
         log.info("Trunkline %s running (%d SIP transports, %s loop)", __version__, len(server.sip), loop_kind)
         await server.wait_stopped()
@@ -324,6 +365,14 @@ async def run(config: Config, *, server: Server | None = None) -> None:
             loop.remove_signal_handler(sig)
         await server.stop()
         log.info("Trunkline stopped")
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, configuration, the started server) out of the
+    cyclic garbage collector's reach (``gc.freeze``): full collections under call load then scan
+    only the live calls, not the whole program."""
+    gc.collect()
+    gc.freeze()
 
 
 def _on_signal(server: Server, sig: signal.Signals) -> None:

@@ -8,7 +8,9 @@ relative to its base URL.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,8 +55,14 @@ def rfc2822(moment: datetime | float | None) -> str | None:
     if moment is None:
         return None
     if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, UTC)
+        # Whole seconds only: memoised, since a call's records and every call of a second share them.
+        return _rfc2822_second(math.floor(moment))
     return format_datetime(moment.astimezone(UTC)).replace("-0000", "+0000")
+
+
+@functools.lru_cache(maxsize=1024)
+def _rfc2822_second(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC)).replace("-0000", "+0000")
 
 
 def account_base(account_sid: str) -> str:

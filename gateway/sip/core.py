@@ -565,6 +565,11 @@ class SipCore:
             request, status, reason, to_tag=to_tag or new_tag(), headers=extra, body=body
         )
         self.layer.send_response(response, now, transaction_id)
+        if status >= 200:
+            # A CANCEL after the final response no longer reaches the TU (RFC 3261 section 9.2;
+            # the layer raises CancelReceived only in Proceeding): release the watcher now rather
+            # than with the transaction (Timer L, 32 s), which kept every answered call alive.
+            self._cancel_users.pop(transaction_id, None)
         return response
 
     def _try_respond(self, transaction_id: str, request: SipRequest, status: int, now: float) -> None:

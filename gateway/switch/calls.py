@@ -9,6 +9,7 @@ reports and yields the status-callback event it corresponds to, if any.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -93,8 +94,12 @@ def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
+@functools.lru_cache(maxsize=4096)
 def formatted(number: str) -> str:
-    """``from_formatted``/``to_formatted``: national format for phone numbers, else unchanged."""
+    """``from_formatted``/``to_formatted``: national format for phone numbers, else unchanged.
+
+    Memoised: libphonenumber parsing costs tens of microseconds and every status write asks.
+    """
     if not number.startswith("+"):
         return number
     try:

@@ -18,6 +18,7 @@ test calls out of the box. Rejections are logged through ``RateLimitedLog``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import secrets
@@ -35,8 +36,9 @@ __all__ = ["GuardStats", "InboundGuard", "endpoint_password_lookup", "is_loopbac
 log = logging.getLogger("trunkline.switch.security")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback)."""
+    """True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback); memoised (every request asks)."""
     try:
         ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:

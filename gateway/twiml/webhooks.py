@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,6 +25,9 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
+from multidict import CIMultiDictProxy
+
+from trunkline.gateway.twiml.cache import TwimlCache
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,10 @@ class WebhookError(Exception):
 class WebhookClient:
     """Sends signed webhooks over one pooled aiohttp session.
 
-    ``timeout`` is Twilio's 15 seconds by default. A request never blocks other calls: each is its
+    ``timeout`` is Twilio's 15 seconds by default. With a ``cache``, :meth:`fetch_twiml` answers
+    GET TwiML fetches from it as the app's ``Cache-Control``/``ETag``/``Last-Modified`` allow
+    (:mod:`trunkline.gateway.twiml.cache`); POST webhooks (Twilio's default) and status callbacks
+    are never cached. A request never blocks other calls: each is its
     own awaitable on the event loop, and connections are reused across calls.
     """
 
@@ -110,8 +117,13 @@ class WebhookClient:
         *,
         timeout: float = 15.0,
         max_redirects: int = 10,
+        cache: TwimlCache | None = None,
     ) -> None:
         self._session = session
+        self.cache = cache
+        """TwiML document cache for GET fetches (:meth:`fetch_twiml`); None: never cache."""
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._uncacheable: set[str] = set()
         self._own_session = session is None
         self.timeout = timeout
         self.max_redirects = max_redirects
@@ -139,6 +151,28 @@ class WebhookClient:
         extra_headers: Mapping[str, str] | None = None,
     ) -> WebhookResponse:
         """Send one signed webhook; raise :class:`WebhookError` unless the app answers 2xx."""
+        target, status, headers, payload = await self._send(
+            url, method, params, auth_token, timeout=timeout, extra_headers=extra_headers
+        )
+        if not 200 <= status < 300:
+            raise WebhookError(
+                HTTP_RETRIEVAL_FAILURE, f"HTTP retrieval failure: status {status}", url, status
+            )
+        return WebhookResponse(
+            url=target, status=status, content_type=headers.get("Content-Type", ""), body=payload
+        )
+
+    async def _send(
+        self,
+        url: str,
+        method: str,
+        params: Params | None,
+        auth_token: str,
+        *,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> tuple[str, int, CIMultiDictProxy[str], bytes]:
+        """One signed request: the URL requested, status, headers and body (any status)."""
         method = method.upper()
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -169,7 +203,7 @@ class WebhookClient:
             ) as response:
                 payload = await response.content.read(MAX_RESPONSE_BYTES + 1)
                 status = response.status
-                content_type = response.headers.get("Content-Type", "")
+                response_headers = response.headers
         except aiohttp.TooManyRedirects:
             raise WebhookError(HTTP_TOO_MANY_REDIRECTS, "HTTP too many redirects", url) from None
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
@@ -184,11 +218,66 @@ class WebhookClient:
             raise WebhookError(HTTP_RETRIEVAL_FAILURE, f"HTTP retrieval failure: {exc}", url) from None
         if len(payload) > MAX_RESPONSE_BYTES:
             raise WebhookError(RESPONSE_TOO_LARGE, "Response body is larger than 64 kB", url, status)
+        return target, status, response_headers, payload
+
+    async def cached_get(self, url: str, params: Params | None, auth_token: str) -> WebhookResponse:
+        """A GET TwiML fetch through :attr:`cache` (see :mod:`trunkline.gateway.twiml.cache`).
+
+        A fresh document is returned without a request; a stale one is revalidated with a
+        conditional GET (``304`` reuses it); anything else is fetched and stored if allowed.
+        """
+        cache = self.cache
+        if cache is None:
+            return await self.request(url, "GET", params, auth_token)
+        entry = cache.get(url)
+        if entry is None and url in self._inflight and url not in self._uncacheable:
+            # A burst of calls on a cold cache: wait for the first fetch rather than repeat it.
+            with contextlib.suppress(WebhookError):
+                await asyncio.shield(self._inflight[url])
+            entry = cache.get(url)
+        if entry is not None and entry.fresh(cache.clock()):
+            cache.hits += 1
+            # No request was made: the response names the configured URL (no call parameters).
+            return WebhookResponse(url, 200, entry.content_type, entry.body)
+        if entry is not None or url in self._inflight:
+            return await self._revalidate(url, params, auth_token)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[url] = future
+        try:
+            return await self._revalidate(url, params, auth_token)
+        finally:
+            del self._inflight[url]
+            future.set_result(None)
+
+    async def _revalidate(self, url: str, params: Params | None, auth_token: str) -> WebhookResponse:
+        cache = self.cache
+        assert cache is not None
+        entry = cache.get(url)
+        validators = entry.validators() if entry is not None else None
+        target, status, headers, payload = await self._send(
+            url, "GET", params, auth_token, extra_headers=validators
+        )
+        if status == 304 and entry is not None:
+            cache.revalidated += 1
+            entry = cache.refresh(url, entry, headers)
+            return WebhookResponse(target, 200, entry.content_type, entry.body)
         if not 200 <= status < 300:
             raise WebhookError(
                 HTTP_RETRIEVAL_FAILURE, f"HTTP retrieval failure: status {status}", url, status
             )
-        return WebhookResponse(url=target, status=status, content_type=content_type, body=payload)
+        cache.misses += 1
+        if cache.put(url, status, headers, payload):
+            self._uncacheable.discard(url)
+        elif len(self._uncacheable) < 4096:
+            self._uncacheable.add(url)  # later bursts need not wait for each other
+        return WebhookResponse(target, status, headers.get("Content-Type", ""), payload)
+
+    async def _fetch_one(
+        self, url: str, method: str, params: Params | None, auth_token: str
+    ) -> WebhookResponse:
+        if self.cache is not None and method.upper() == "GET":
+            return await self.cached_get(url, params, auth_token)
+        return await self.request(url, method, params, auth_token)
 
     async def fetch_twiml(
         self,
@@ -207,7 +296,7 @@ class WebhookClient:
         """
         errors: list[WebhookError] = []
         try:
-            return await self.request(url, method, params, auth_token), errors
+            return await self._fetch_one(url, method, params, auth_token), errors
         except WebhookError as exc:
             errors.append(exc)
             log.warning("webhook %s failed: %s %s", url, exc.code, exc.message)
@@ -215,7 +304,8 @@ class WebhookClient:
             return None, errors
         fallback_params = [*_pairs(params), ("ErrorCode", str(errors[0].code)), ("ErrorUrl", url)]
         try:
-            return await self.request(fallback_url, fallback_method, fallback_params, auth_token), errors
+            response = await self._fetch_one(fallback_url, fallback_method, fallback_params, auth_token)
+            return response, errors
         except WebhookError as exc:
             errors.append(exc)
             log.warning("fallback webhook %s failed: %s %s", fallback_url, exc.code, exc.message)
