@@ -355,6 +355,7 @@ class MediaEngine:
 
     def _pull_and_decode(self, streams: list[RtpStream], now: float) -> None:
         groups: dict[str, tuple[list[RtpStream], list[bytes]]] = {"ulaw": ([], []), "alaw": ([], [])}
+        ok, lost = FrameKind.OK, FrameKind.LOST
         for s in streams:
             s.tick_in = None
             s.tick_in8k = None
@@ -364,14 +365,17 @@ class MediaEngine:
                 s.tick_in = s.pull_buffered(now)  # packets of another ptime than our 20 ms tick
                 continue
             frame = s.jitter.get(now)
-            if frame is None or frame.kind is FrameKind.DTX:
+            if frame is None:
                 continue
-            if frame.kind is FrameKind.LOST:
-                s.tick_in = s.conceal()
-                continue
+            kind = frame.kind
+            if kind is not ok:
+                if kind is lost:
+                    s.tick_in = s.conceal()
+                continue  # DTX
             payload = frame.payload
-            if s.law is not None and len(payload) == _G711_FRAME and not s.after_loss:
-                members, payloads = groups[s.law]
+            law = s.law
+            if law is not None and len(payload) == _G711_FRAME and not s.after_loss:
+                members, payloads = groups[law]
                 members.append(s)
                 payloads.append(payload)
             else:
@@ -383,8 +387,8 @@ class MediaEngine:
                 continue
             codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(members), _G711_FRAME)
             pcm = ulaw_decode(codes) if law == "ulaw" else alaw_decode(codes)
-            for i, s in enumerate(members):
-                s.tick_in = pcm[i]
+            for s, row in zip(members, pcm, strict=True):
+                s.tick_in = row
 
     def _consume(self, streams: list[RtpStream], now: float) -> None:
         detector = self._detector
@@ -416,8 +420,9 @@ class MediaEngine:
     def _mix_rooms(self, now: float) -> None:
         for room, members in list(self.rooms.items()):
             outputs = room.mix({s: s.tick_in for s in members}, now)
+            get = outputs.get
             for s in members:
-                s.room_out = outputs.get(s)
+                s.room_out = get(s)
 
     def _route_and_send(self, streams: list[RtpStream]) -> None:
         groups: dict[str, tuple[list[RtpStream], list[PcmArray]]] = {"ulaw": ([], []), "alaw": ([], [])}
@@ -428,7 +433,17 @@ class MediaEngine:
             if s.dtmf_tx and s.dtmf_tick():
                 s.advance_clock()
                 continue
-            frame = s.player.read_frame() if s.player.playing else None
+            player = s.player
+            if not player.playing:
+                out = s.room_out
+                if type(out) is bytes and s.peer is None:
+                    # A conference listener: the room's (often shared) payload, sent as is.
+                    s.send_audio(out)
+                    s.ts = (s.ts + s.ts_step) & 0xFFFFFFFF  # advance_clock()
+                    continue
+                frame = None
+            else:
+                frame = player.read_frame()
             if frame is None:
                 peer = s.peer
                 if peer is not None:

@@ -62,9 +62,11 @@ class EngineRoom:
 
     def mix(self, inputs: Mapping[Any, PcmArray | None], now: float) -> dict[Any, PcmArray | bytes]:
         """One engine tick: PCM of every member in, one payload per member out."""
-        for stream, info in self._codecs.items():
-            if stream.codec is not info and stream.codec is not None:
-                self._rejoin(stream)
+        codecs = self._codecs
+        if [s.codec for s in codecs] != list(codecs.values()):  # identity first: one C-level pass
+            for stream, info in list(codecs.items()):
+                if stream.codec is not info and stream.codec is not None:
+                    self._rejoin(stream)
         result = self.room.tick(inputs, now)
         self.last = result
         if result.events and self.on_events is not None:

@@ -338,7 +338,11 @@ class RtpStream(CallMedia, RtcpReporting):
                 return
             except OSError:
                 return
-            if n > 12 and buf[0] == 0x80 and self.relay and self._relay_fast(n, addr, now):
+            if (
+                n > 12
+                and buf[0] == 0x80
+                and (self._relay_fast(n, addr, now) if self.relay else self._audio_fast(n, addr, now))
+            ):
                 continue
             data = bytes(view[:n])
             if mux and is_rtcp(data):
@@ -386,6 +390,43 @@ class RtpStream(CallMedia, RtcpReporting):
             scratch.payload = bytes(size)  # only its length is read (octet count)
         stats.update(scratch, now)
         peer.relay_into(buf, n, seq, ts, ssrc, second & 0x80, peer.payload_type)
+        return True
+
+    def _audio_fast(self, n: int, addr: tuple[str, int], now: float) -> bool:
+        """File the audio packet in ``_rx_buf`` into the jitter buffer; False: take :meth:`handle_rtp`.
+
+        The common case of a leg that is not relayed (conference member, transcoded bridge,
+        prompt): a plain RFC 3550 header (first octet 0x80) with the negotiated payload type
+        from the latched source and SSRC, at a packet time the jitter buffer already knows.
+        It does what :meth:`handle_rtp` does for such a packet without copying the datagram
+        twice or parsing the header again.
+        """
+        buf = self._rx_buf
+        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, 1)
+        pt = second & 0x7F
+        if (
+            pt != self.payload_type
+            or ssrc != self._latched_ssrc
+            or not self.latched
+            or addr != self.remote
+            or not self.receiving
+        ):
+            return False
+        jitter = self.jitter
+        stats = self.rx_stats
+        size = n - 12
+        if (
+            stats is None
+            or stats.ssrc != ssrc
+            or (self.sized_ptime and size != jitter.samples_per_frame and size in _PTIME_SAMPLES)
+        ):
+            return False
+        self.stats.packets_received += 1
+        packet = RtpPacket(pt, seq, ts, ssrc, bytes(self._rx_view[12:n]), second > 0x7F)
+        if stats is not jitter.stats:
+            stats.update(packet, now)
+        jitter.put(packet, now)
+        self.rx_stats = jitter.stats  # RFC 3550 A.1/A.8 kept once, by the jitter buffer
         return True
 
     def handle_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
@@ -441,13 +482,16 @@ class RtpStream(CallMedia, RtcpReporting):
         stats = self.rx_stats
         if stats is None or stats.ssrc != packet.ssrc:
             stats = self.rx_stats = ReceiveStats(packet.ssrc, jitter.clock_rate, packet.sequence_number)
-        stats.update(packet, now)
         if peer is not None and self.relay:
             peer.forward(packet, peer.payload_type)
             # Decode a relayed leg only for its consumers (the bridge itself needs no PCM).
             if not (self.taps or self.dtmf_slot is not None or self.endpointer is not None):
+                stats.update(packet, now)
                 return
+        if stats is not jitter.stats:
+            stats.update(packet, now)
         jitter.put(packet, now)
+        self.rx_stats = jitter.stats  # RFC 3550 A.1/A.8 kept once, by the jitter buffer
 
     def _arm_dtmf_timer(self) -> None:
         rx = self.dtmf_rx
@@ -543,13 +587,31 @@ class RtpStream(CallMedia, RtcpReporting):
         self._sent_since_report = True
 
     def send_audio(self, payload: bytes) -> None:
-        """Send one 20 ms frame produced on the tick (advances our sequence number)."""
+        """Send one 20 ms frame produced on the tick (advances our sequence number).
+
+        One ``pack`` of the header, one concatenation and one ``sendto``: the payload may be
+        the one ``bytes`` object a conference room shares between all its listeners.  (Packing
+        into a per-stream ``bytearray`` and copying the payload behind it measured slower:
+        0.40 against 0.20 us.)
+        """
         marker = self.marker_next
         self.marker_next = False
         self._fwd_src = None  # a relay resuming later must re-anchor its offsets
-        header = _HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, self.seq, self.ts, self.ssrc)
-        self.seq = (self.seq + 1) & 0xFFFF
-        self._send(header + payload)
+        seq = self.seq
+        self.seq = (seq + 1) & 0xFFFF
+        remote = self.remote
+        if remote is None:
+            return
+        header = _HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, self.ts, self.ssrc)
+        stats = self.stats
+        try:
+            self.sock.sendto(header + payload, remote)
+        except OSError:  # BlockingIOError included: a full socket buffer drops the packet
+            stats.send_drops += 1
+            return
+        stats.packets_sent += 1
+        stats.octets_sent += len(payload)
+        self._sent_since_report = True
 
     def send_packet(self, packet: RtpPacket) -> None:
         """Send a prepared packet (RFC 4733 events) in our sequence space."""
