@@ -85,6 +85,18 @@ CALLBACK_EVENTS: dict[CallStatus, str] = {
 }
 
 
+def status_for_failure(sip_status: int, *, canceled: bool = False) -> CallStatus:
+    """The Twilio status of an outbound call or ``<Dial>`` child whose INVITE failed with
+    ``sip_status``: busy for 486/600, no-answer for 408/480/487, canceled when we cancelled it."""
+    if canceled:
+        return CallStatus.CANCELED
+    if sip_status in (486, 600):
+        return CallStatus.BUSY
+    if sip_status in (408, 480, 487):
+        return CallStatus.NO_ANSWER
+    return CallStatus.FAILED
+
+
 class CallStateError(Exception):
     """A status change Twilio's state machine does not allow."""
 

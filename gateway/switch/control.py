@@ -36,7 +36,7 @@ from trunkline.gateway.api.control import (
 )
 from trunkline.gateway.sip.sdp import LocalMedia, SdpError, build_offer, parse_sdp, process_answer
 from trunkline.gateway.sip.uri import SipUri, parse_uri
-from trunkline.gateway.switch.calls import Call, CallStatus, StatusCallback
+from trunkline.gateway.switch.calls import Call, CallStatus, StatusCallback, status_for_failure
 from trunkline.gateway.switch.channel import SipCallChannel
 from trunkline.gateway.switch.legs import Answered, Ended, Failed, OutboundLeg, Provisional
 from trunkline.gateway.switch.switch import ActiveCall, Switch, TwimlSource
@@ -51,17 +51,6 @@ __all__ = ["SwitchCallControl", "status_for_failure"]
 log = logging.getLogger("trunkline.switch.control")
 
 CALL_NOT_LIVE = 21220
-
-
-def status_for_failure(sip_status: int, *, canceled: bool = False) -> CallStatus:
-    """The Twilio status of an outbound call whose INVITE failed with ``sip_status``."""
-    if canceled:
-        return CallStatus.CANCELED
-    if sip_status in (486, 600):
-        return CallStatus.BUSY
-    if sip_status in (408, 480, 487):
-        return CallStatus.NO_ANSWER
-    return CallStatus.FAILED
 
 
 class _NoRoute(Exception):

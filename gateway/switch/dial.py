@@ -60,7 +60,7 @@ from trunkline.gateway.sip.sdp import (
 )
 from trunkline.gateway.sip.uri import SipUri, parse_uri
 from trunkline.gateway.switch.bridge import bridge_until_end, run_whisper
-from trunkline.gateway.switch.calls import Call, CallStatus, StatusCallback, new_sid
+from trunkline.gateway.switch.calls import Call, CallStatus, StatusCallback, new_sid, status_for_failure
 from trunkline.gateway.switch.channel import FeatureUnavailable, SipCallChannel
 from trunkline.gateway.switch.legs import Answered, Ended, Failed, OutboundLeg, Provisional
 from trunkline.gateway.switch.switch import ActiveCall
@@ -91,17 +91,6 @@ log = logging.getLogger("trunkline.switch.dial")
 
 #: Headers a ``<Sip>`` URI may carry in its query part (Twilio passes ``X-`` and UUI headers).
 _UUI = "user-to-user"
-
-
-def status_for_failure(sip_status: int, *, canceled: bool = False) -> CallStatus:
-    """The Twilio status of a child whose INVITE failed with ``sip_status``."""
-    if canceled:
-        return CallStatus.CANCELED
-    if sip_status in (486, 600):
-        return CallStatus.BUSY
-    if sip_status in (408, 480, 487):
-        return CallStatus.NO_ANSWER
-    return CallStatus.FAILED
 
 
 def sip_headers(uri: SipUri) -> list[tuple[str, str]]:
