@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,11 @@ from trunkline.gateway.sip.registrar import Registrar
 from trunkline.gateway.sip.transport import Address, Receiver, TransportSet
 from trunkline.gateway.sip.useragent import UserAgent
 from trunkline.gateway.store import SqliteStore
+from trunkline.gateway.store.recovery import recover_recordings
 from trunkline.gateway.switch.conference_control import conference_control
 from trunkline.gateway.switch.control import SwitchCallControl
 from trunkline.gateway.switch.demo_call import DemoCallHandler
-from trunkline.gateway.switch.legs import LegManager
+from trunkline.gateway.switch.leg_manager import LegManager
 from trunkline.gateway.switch.location import LocationService
 from trunkline.gateway.switch.queues import queue_manager
 from trunkline.gateway.switch.security import InboundGuard
@@ -77,7 +79,9 @@ def repair_recordings(directory: Path) -> list[RepairResult]:
     crash the header describes less audio than the file holds. Every ``*.wav`` (FLAC
     recordings' ``*.partial.wav`` included) whose RIFF size falls short of the file goes through
     :func:`~trunkline.media.recorder.repair_wav`; complete files are not opened for writing and
-    files that are not RIFF/WAVE are logged and left alone. Returns the repairs made.
+    files that are not RIFF/WAVE are logged and left alone. Returns the repairs made. The
+    recordings' records are finished afterwards, once the store is open
+    (:func:`~trunkline.gateway.store.recovery.recover_recordings`).
     """
     repaired: list[RepairResult] = []
     for path in sorted(directory.glob("*.wav")):
@@ -181,6 +185,7 @@ class Server:
             Path(self.config.storage.recordings_dir).mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(repair_recordings, Path(self.config.storage.recordings_dir))
             await self.store.open()
+            await self._recover_recordings()
             self._runner = web.AppRunner(self.app, access_log=logging.getLogger("trunkline.http.access"))
             await self._runner.setup()
             self._site = web.TCPSite(self._runner, http.host, http.port, reuse_address=True)
@@ -220,6 +225,15 @@ class Server:
         except BaseException:
             await self.stop()
             raise
+
+    async def _recover_recordings(self) -> None:
+        """Finish the Recording records a crash left ``in-progress`` from their repaired files
+        (:func:`~trunkline.gateway.store.recovery.recover_recordings`); a failure is logged, not
+        fatal: the files stay on disk and the next start tries again."""
+        try:
+            await recover_recordings(self.store, Path(self.config.storage.recordings_dir), now=time.time())
+        except Exception:
+            log.exception("cannot recover the records of recordings cut by an unclean stop")
 
     def _build_sip(self) -> UserAgent:
         config = self.config

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +26,20 @@ T = TypeVar("T")
 Record = dict[str, Any]
 Operator = Literal["=", "<", "<=", ">", ">=", "!="]
 
+#: The status of a recording record, as SQL (the ``recordings_status`` index is on this expression).
+RECORDING_STATUS = "json_extract(data, '$.status')"
+#: Statuses of a recording that has not finished: Twilio's ``in-progress`` and ``paused``.
+UNFINISHED_RECORDING_STATUSES = ("in-progress", "paused")
+
 #: Forward migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     tuple(statement for table in TABLES.values() for statement in table.ddl()),
     # v2: (account_sid, date) indexes, so that a REST list page walks an index instead of sorting
     # every record of the account (GET Calls.json at 5,000 calls: 23 ms -> 0.1 ms a page).
     tuple(statement for table in TABLES.values() for statement in table.list_indexes()),
+    # v3: recordings by status, an index over the JSON field: start-up finds the recordings a
+    # crash left unfinished (:meth:`SqliteStore.unfinished_recordings`) without reading them all.
+    (f"CREATE INDEX recordings_status ON recordings ({RECORDING_STATUS})",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -181,3 +189,36 @@ class SqliteStore:
     ) -> tuple[list[sqlite3.Row], int]:
         db = self._db()
         return db.execute(sql, values).fetchall(), int(db.execute(count_sql, count_values).fetchone()["n"])
+
+    async def unfinished_recordings(self) -> list[Record]:
+        """Recording records still ``in-progress`` or ``paused``, oldest first.
+
+        Outside a running recording, such a record was left by a process that stopped before the
+        recording finished (see :mod:`trunkline.gateway.store.recovery`).
+        """
+        marks = ", ".join("?" for _ in UNFINISHED_RECORDING_STATUSES)
+        sql = f"SELECT data FROM recordings WHERE {RECORDING_STATUS} IN ({marks}) ORDER BY rowid"
+        rows = await self._run(self._select, sql, list(UNFINISHED_RECORDING_STATUSES))
+        return [json.loads(row["data"]) for row in rows]
+
+    async def existing_keys(self, table: str, keys: Iterable[str]) -> set[str]:
+        """The values of ``keys`` that key a record of ``table`` (a table with a one-field key)."""
+        spec = self._table(table)
+        if len(spec.key) != 1:
+            raise StoreError(f"table {table} has a composite key ({', '.join(spec.key)})")
+        return await self._run(self._existing, spec, list(dict.fromkeys(keys)))
+
+    def _existing(self, spec: Table, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        column = spec.key[0]
+        db = self._db()
+        for start in range(0, len(keys), _IN_BATCH):
+            chunk = keys[start : start + _IN_BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"SELECT {column} FROM {spec.name} WHERE {column} IN ({marks})"
+            found.update(row[0] for row in db.execute(sql, chunk))
+        return found
+
+
+#: Values bound per ``IN (...)`` query (SQLite allows 32,766 parameters since 3.32; stay far below).
+_IN_BATCH = 500

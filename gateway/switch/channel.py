@@ -14,7 +14,8 @@ The interpreter (``trunkline.gateway.twiml.interpreter``) drives a call only thr
   SIP INFO (``application/dtmf-relay``), are buffered from the start of the call, and an INFO
   digit repeating an RTP one within its duration is dropped;
 * ``record`` writes a crash-safe WAV under ``storage.recordings_dir`` and stops on a finish key,
-  ``silence_timeout`` of silence (VAD), ``max_length`` or hangup, and stores a Recording record;
+  ``silence_timeout`` of silence (VAD), ``max_length`` or hangup; its Recording record is stored
+  ``in-progress`` when it starts and ``completed`` when it ends;
 * ``recognize`` endpoints an utterance with the VAD and transcribes it with pocketsphinx.
 
 ``dial``/``enqueue``/``refer`` are delegated to ``gateway/switch/dial.py``, ``queues.py`` and
@@ -105,6 +106,9 @@ class ChannelHost(Protocol):
 
     async def channel_rejected(self, channel: SipCallChannel, sip_status: int) -> None:
         """The call was refused before answer with ``sip_status``."""
+
+    async def recording_started(self, channel: SipCallChannel, sid: str, path: Path) -> None:
+        """A ``<Record>`` is about to write ``path``: store its Recording record ``in-progress``."""
 
     async def recording_finished(
         self, channel: SipCallChannel, sid: str, path: Path, duration: float
@@ -383,6 +387,8 @@ class SipCallChannel:
         if self.ended.done():
             return RecordResult(sid, str(path), 0.0, hung_up=True)
         stream = self.stream
+        # The record first, then the file: a crash leaves no recording file without its record.
+        await self.host.recording_started(self, sid, path)
         recording = stream.start_recording(path, trim=options.trim_silence)
         self.recording = recording
         silence: asyncio.Future[None] = self._loop.create_future()

@@ -24,7 +24,8 @@ What happens, as on Twilio:
   through the media engine (relayed when the codecs match, else transcoded) until either side
   hangs up, the caller presses ``*`` (``hangupOnStar``) or ``timeLimit`` runs out;
 * ``record`` writes the crash-safe WAV of the bridge (``-dual``: caller on channel 0, callee on 1)
-  and stores a Recording record (``source`` ``DialVerb``, file path in ``_path``);
+  and stores a Recording record (``source`` ``DialVerb``, file path in ``_path``), ``in-progress``
+  from the start and ``completed`` at the end;
 * with ``answerOnBridge`` an unanswered caller is answered only when the callee answers (it hears
   the 180 its INVITE got meanwhile). The interpreter currently answers before every verb, so this
   path is only reached once it leaves ``<Dial answerOnBridge="true">`` unanswered.
@@ -49,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 from weakref import WeakKeyDictionary
 
-from trunkline.gateway.api.control import recording_json
+from trunkline.gateway.api.control import JsonRecord, recording_json
+from trunkline.gateway.api.envelope import rfc2822
 from trunkline.gateway.sip.sdp import (
     LocalMedia,
     SdpError,
@@ -188,6 +190,7 @@ class _Dial:
         self.recording: Recording | None = None
         self.recording_sid: str | None = None
         self.recording_path: Path | None = None
+        self.recording_started: float | None = None
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -366,7 +369,7 @@ class _Dial:
 
     # -- recording ---------------------------------------------------------------------------------
 
-    def _start_recording(self, other: RtpStream) -> None:
+    async def _start_recording(self, other: RtpStream) -> None:
         if self.recording is not None:
             return
         mode = self.dial.record
@@ -374,11 +377,35 @@ class _Dial:
         self.switch.recordings_dir.mkdir(parents=True, exist_ok=True)
         path = self.switch.recordings_dir / f"{sid}.wav"
         dual = mode.endswith("-dual")
+        self.recording_started = self.switch.clock()
+        # Stored in-progress (duration -1) before the file exists: listed while it runs, finished
+        # at the next start-up after a crash (gateway/store/recovery.py).
+        await self._store_recording(self._recording_record(sid, path, self.recording_started))
         self.recording = self.channel.stream.start_recording(
             path, dual=dual, mix=not dual, other=other, trim=self.dial.trim == "trim-silence"
         )
         self.recording_sid = sid
         self.recording_path = path
+
+    def _recording_record(self, sid: str, path: Path, started: float, **fields: Any) -> JsonRecord:
+        call = self.parent.call
+        record = recording_json(
+            call.account_sid,
+            sid,
+            created=started,
+            call_sid=call.sid,
+            channels=2 if self.dial.record.endswith("-dual") else 1,
+            source="DialVerb",
+            **fields,
+        )
+        record["_path"] = str(path)
+        return record
+
+    async def _store_recording(self, record: JsonRecord) -> None:
+        try:
+            await self.switch.store.put("recordings", record)
+        except Exception:
+            log.exception("cannot store recording %s", record["sid"])
 
     async def _finish_recording(self) -> RecordResult | None:
         recording, sid = self.recording, self.recording_sid
@@ -389,21 +416,13 @@ class _Dial:
         duration = result.duration_s
         dual = self.dial.record.endswith("-dual")
         call = self.parent.call
-        record = recording_json(
-            call.account_sid,
-            sid,
-            created=self.switch.clock(),
-            call_sid=call.sid,
-            status="completed",
-            channels=2 if dual else 1,
-            source="DialVerb",
-            duration=round(duration),
+        now = self.switch.clock()
+        started = self.recording_started if self.recording_started is not None else now
+        record = self._recording_record(
+            sid, result.path, started, status="completed", duration=round(duration)
         )
-        record["_path"] = str(result.path)
-        try:
-            await self.switch.store.put("recordings", record)
-        except Exception:
-            log.exception("cannot store recording %s", sid)
+        record["date_updated"] = rfc2822(now)
+        await self._store_recording(record)
         if self.dial.recording_status_callback and "completed" in self.dial.recording_status_callback_event:
             url = f"{self.switch.public_url}/2010-04-01/Accounts/{call.account_sid}/Recordings/{sid}"
             params = [
@@ -433,7 +452,7 @@ class _Dial:
             for noun in nouns:
                 self.children.append(await self._new_child(noun))
             if self.dial.record.startswith("record-from-ringing") and self.children:
-                self._start_recording(self.children[0].stream)
+                await self._start_recording(self.children[0].stream)
             self._start_ringback()
             for child in self.children:
                 child.tasks.append(self.loop.create_task(self._ring(child)))
@@ -570,7 +589,7 @@ class _Dial:
         self.channel.flush_digits()
         switch.engine.bridge(self.channel.stream, child.stream)
         if self.dial.record.startswith("record-from-answer"):
-            self._start_recording(child.stream)
+            await self._start_recording(child.stream)
         await bridge_until_end(
             self.channel,
             channel,

@@ -1,11 +1,11 @@
 """Call legs: INVITE sessions on both sides of the switch (RFC 3261 sections 13-15).
 
-``LegManager`` takes every new INVITE that passed validation and the inbound guard and
-hands the application an ``InboundLeg`` (100 Trying is sent at once); ``call()`` makes an
-``OutboundLeg``. Both are driven through plain methods (``ring``/``answer``/``reject``/
-``hangup``; ``cancel``/``hangup``) and report what the peer does as typed events on
-``leg.events`` (an ``asyncio.Queue``): ``Provisional``, ``Answered``, ``Failed``,
-``Cancelled``, ``Ended``, ``ReInvite``, ``InfoDtmf``, ``Refer``, ``Message``.
+An ``InboundLeg`` is an INVITE we answer, an ``OutboundLeg`` one we send; both are created
+and tracked by ``LegManager`` (:mod:`trunkline.gateway.switch.leg_manager`). They are driven
+through plain methods (``ring``/``answer``/``reject``/``hangup``; ``cancel``/``hangup``) and
+report what the peer does as typed events on ``leg.events`` (an ``asyncio.Queue``):
+``Provisional``, ``Answered``, ``Failed``, ``Cancelled``, ``Ended``, ``ReInvite``,
+``InfoDtmf``, ``Refer``, ``Message``.
 
 Re-INVITEs and UPDATEs with an offer are answered by ``leg.on_reinvite(offer)`` when set,
 else by ``negotiate_answer`` against the leg's ``local_media`` (so a ``sendonly`` hold offer
@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from trunkline.gateway.sip.auth import AuthError, ClientAuthState, parse_challenges, select_challenge
 from trunkline.gateway.sip.core import ALLOW, SUPPORTED, IncomingRequest
 from trunkline.gateway.sip.dialog import Dialog, DialogError, DialogState, ForkedInvite
-from trunkline.gateway.sip.headers import NameAddr
-from trunkline.gateway.sip.message import Headers, SipRequest, SipResponse, new_call_id, new_tag
+from trunkline.gateway.sip.message import Headers, SipRequest, SipResponse, new_tag
 from trunkline.gateway.sip.sdp import LocalMedia, SdpError, SessionDescription, negotiate_answer, parse_sdp
 from trunkline.gateway.sip.transaction import (
     Event,
@@ -36,7 +35,7 @@ from trunkline.gateway.sip.transaction import (
     TransportError,
 )
 from trunkline.gateway.sip.uri import SipUri
-from trunkline.gateway.sip.useragent import RequestFailed, UserAgent
+from trunkline.gateway.sip.useragent import RequestFailed
 from trunkline.gateway.switch.leg_events import (
     Answered,
     Cancelled,
@@ -53,6 +52,9 @@ from trunkline.gateway.switch.leg_events import (
     session_expires,
 )
 
+if TYPE_CHECKING:
+    from trunkline.gateway.switch.leg_manager import LegManager
+
 __all__ = [
     "Answered",
     "Cancelled",
@@ -62,7 +64,6 @@ __all__ = [
     "InfoDtmf",
     "Leg",
     "LegEvent",
-    "LegManager",
     "LegState",
     "Message",
     "OutboundLeg",
@@ -639,106 +640,6 @@ class OutboundLeg(Leg):
             self._send_bye("hangup")
         else:
             self.cancel()
-
-
-# --------------------------------------------------------------------------------------
-# The manager
-# --------------------------------------------------------------------------------------
-
-
-class LegManager:
-    """Creates legs: ``InboundLeg`` for every admitted INVITE (handed to ``on_inbound``, or
-    queued on ``incoming``), ``OutboundLeg`` through ``call()``."""
-
-    def __init__(self, ua: UserAgent, *, on_inbound: Callable[[InboundLeg], None] | None = None) -> None:
-        self.ua = ua
-        self.on_inbound = on_inbound
-        self.incoming: asyncio.Queue[InboundLeg] = asyncio.Queue()
-        self.legs: dict[str, Leg] = {}
-        self.rng = random.Random()
-        """Shared by the dialogs (glare delays, first CSeq): one generator, not one per call."""
-        self.on_message: Callable[[IncomingRequest], int] | None = None
-        """Out-of-dialog MESSAGE handler returning the status to answer (default 200)."""
-        ua.core.on("INVITE", self._on_invite)
-        ua.core.on("MESSAGE", self._on_message)
-
-    def _forget(self, leg: Leg) -> None:
-        self.legs.pop(leg.call_id, None)
-
-    def _on_message(self, incoming: IncomingRequest, now: float) -> None:
-        status = self.on_message(incoming) if self.on_message is not None else 200
-        self.ua.core.respond(incoming.transaction_id, incoming.request, status, now)
-
-    def _on_invite(self, incoming: IncomingRequest, now: float) -> None:
-        request = incoming.request
-        core = self.ua.core
-        tx = incoming.transaction_id
-        core.respond(tx, request, 100, now)  # 100 Trying at once (17.2.1)
-        if not request.contact:
-            core.respond(tx, request, 400, now, reason="Missing Contact")  # 12.1.1 / 8.1.1.8
-            return
-        if request.body:
-            kind = (request.content_type or "").split(";", 1)[0].strip().lower()
-            if kind != "application/sdp":
-                core.respond(tx, request, 415, now, headers=(("Accept", "application/sdp"),))
-                return
-            try:
-                offer = parse_sdp(request.body)
-            except SdpError as exc:
-                headers = (("Warning", exc.warning),) if exc.warning else ()
-                core.respond(tx, request, exc.status_code, now, headers=headers)
-                return
-        else:
-            offer = None
-        se = session_expires(request)
-        if se is not None and se[0] < MIN_SE:
-            core.respond(tx, request, 422, now, headers=(("Min-SE", str(MIN_SE)),))  # RFC 4028 section 5
-            return
-        leg = InboundLeg(self, incoming)
-        leg._offer_sdp = offer
-        self.legs[leg.call_id] = leg
-        core.watch_cancel(tx, leg)
-        if self.on_inbound is not None:
-            self.on_inbound(leg)
-        else:
-            self.incoming.put_nowait(leg)
-
-    def call(
-        self,
-        target: SipUri,
-        dest: Peer,
-        *,
-        from_uri: SipUri,
-        from_display: str | None = None,
-        to_uri: SipUri | None = None,
-        sdp_offer: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        auth: tuple[str, str] | None = None,
-        local_media: LocalMedia | None = None,
-        contact_user: str | None = None,
-    ) -> OutboundLeg:
-        """Place a call to ``target`` through ``dest`` (a resolved ``Peer``); returns the
-        started ``OutboundLeg``. ``auth`` = (user, password) answers 401/407 challenges."""
-        core = self.ua.core
-        call_id = new_call_id(core.advertised(dest.transport)[0])
-        hdrs = Headers()
-        hdrs.add("Max-Forwards", "70")
-        hdrs.add("From", NameAddr(from_uri, from_display, {"tag": new_tag()}).serialize())
-        hdrs.add("To", NameAddr(to_uri or target).serialize())
-        hdrs.add("Call-ID", call_id)
-        hdrs.add("CSeq", "1 INVITE")
-        hdrs.add("Contact", core.contact(contact_user or from_uri.user, dest.transport))
-        hdrs.add("Allow", ALLOW)
-        hdrs.add("Supported", SUPPORTED)
-        for name, value in headers:
-            hdrs.add(name, value)
-        if sdp_offer:
-            hdrs.add("Content-Type", "application/sdp")
-        invite = SipRequest("INVITE", target.without_headers(), hdrs, sdp_offer)
-        leg = OutboundLeg(self, invite, dest, auth=auth, local_media=local_media)
-        self.legs[call_id] = leg
-        leg.start()
-        return leg
 
 
 __all__ += ["MIN_SE", "RequestFailed"]

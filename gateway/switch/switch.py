@@ -47,7 +47,8 @@ from trunkline.gateway.sip.headers import NameAddr
 from trunkline.gateway.sip.uri import SipUri
 from trunkline.gateway.switch.calls import Call, CallStateError, CallStatus, StatusCallback, new_sid
 from trunkline.gateway.switch.channel import FeatureUnavailable, SipCallChannel
-from trunkline.gateway.switch.legs import InboundLeg, LegManager, OutboundLeg
+from trunkline.gateway.switch.leg_manager import LegManager
+from trunkline.gateway.switch.legs import InboundLeg, OutboundLeg
 from trunkline.gateway.twiml.channel import CallEnded, Speech
 from trunkline.gateway.twiml.interpreter import (
     APPLICATION_ERROR_PROMPT,
@@ -174,6 +175,8 @@ class Switch:
         self.recordings_dir = Path(config.storage.recordings_dir)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._verb_recordings: dict[str, dict[str, Any]] = {}
+        """Records of the ``<Record>`` verbs recording now, by SID."""
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -461,6 +464,7 @@ class Switch:
         else:
             live.recording.resume()
         live.record["status"] = "paused" if paused else "in-progress"
+        self._spawn(self._store_recording(dict(live.record)))
         return live.record
 
     async def _store_recording(self, record: dict[str, Any]) -> None:
@@ -525,22 +529,33 @@ class Switch:
         if active is not None:
             active.rejected = sip_status
 
-    async def recording_finished(
-        self, channel: SipCallChannel, sid: str, path: Path, duration: float
-    ) -> None:
-        """Store a finished ``<Record>`` as a Recording record (with its file path in ``_path``)."""
+    def _verb_recording(
+        self, channel: SipCallChannel, sid: str, path: Path, created: float
+    ) -> dict[str, Any]:
         active = self._active(channel)
         account_sid = active.call.account_sid if active is not None else ""
         record = recording_json(
-            account_sid,
-            sid,
-            created=self.clock(),
-            call_sid=channel.call_sid,
-            status="completed",
-            channels=1,
-            source="RecordVerb",
-            duration=round(duration),
+            account_sid, sid, created=created, call_sid=channel.call_sid, channels=1, source="RecordVerb"
         )
+        record["_path"] = str(path)
+        return record
+
+    async def recording_started(self, channel: SipCallChannel, sid: str, path: Path) -> None:
+        """Store a starting ``<Record>`` as an ``in-progress`` Recording record (duration -1), so
+        that it is listed while it runs and survives a crash (``gateway/store/recovery.py``)."""
+        record = self._verb_recording(channel, sid, path, self.clock())
+        self._verb_recordings[sid] = record
+        await self._store_recording(record)
+
+    async def recording_finished(
+        self, channel: SipCallChannel, sid: str, path: Path, duration: float
+    ) -> None:
+        """Store a finished ``<Record>`` as a Recording record (with its file path in ``_path``):
+        ``completed``, or ``absent`` when nothing was recorded, as its status callback says."""
+        now = self.clock()
+        record = self._verb_recordings.pop(sid, None) or self._verb_recording(channel, sid, path, now)
+        record.update(status="completed" if duration > 0 else "absent", duration=str(round(duration)))
+        record["date_updated"] = rfc2822(now)
         record["_path"] = str(path)
         await self._store_recording(record)
 

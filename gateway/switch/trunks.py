@@ -32,7 +32,8 @@ from trunkline.gateway.sip.sdp import LocalMedia
 from trunkline.gateway.sip.transaction import Peer
 from trunkline.gateway.sip.uri import SipUri, parse_uri
 from trunkline.gateway.sip.useragent import RequestFailed, UserAgent
-from trunkline.gateway.switch.legs import LegManager, OutboundLeg
+from trunkline.gateway.switch.leg_manager import LegManager
+from trunkline.gateway.switch.legs import OutboundLeg
 
 __all__ = ["FAILOVER_STATUSES", "NoTrunkAvailable", "TrunkManager", "TrunkStatus", "is_failover_status"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import struct
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 import soundfile
 from aiohttp import web
+from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
 from tests.e2e.conftest import (
@@ -34,6 +36,7 @@ from tests.e2e.conftest import (
     CustomerApp,
     StartTrunkline,
     e2e_config,
+    http_base,
     requires_sipp,
     twiml,
 )
@@ -41,6 +44,8 @@ from tests.peers import audio
 from tests.peers.pcap import write_tone_pcap
 from tests.peers.ports import free_tcp_port, free_udp_port
 from tests.peers.sipp import Sipp, derive_scenario
+from trunkline.gateway.api.control import recording_json
+from trunkline.gateway.store import SqliteStore
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -150,6 +155,13 @@ async def gateways() -> AsyncIterator[list[Gateway]]:
         await gateway.stop()
 
 
+def rest_client(http_port: int) -> Client:
+    """The twilio library's client, pointed at the gateway's REST API."""
+    client = Client(ACCOUNT.sid, ACCOUNT.auth_token)
+    client.api.base_url = f"http://{LOOPBACK}:{http_port}"
+    return client
+
+
 def header_frames(path: Path) -> tuple[int, int]:
     """(frames the RIFF ``data`` size declares, frames of audio bytes on disk) of a 44-byte-header WAV."""
     raw = path.read_bytes()
@@ -203,7 +215,17 @@ async def test_sigkill_during_record_leaves_a_playable_wav_repaired_on_restart(
         (webhook,) = await customer_app.wait_for("/voice", timeout=10)
         assert webhook.form["To"] == NUMBER
         wav = await wait_for_file(recordings, "RE*.wav", timeout=10)
-        await asyncio.sleep(RECORD_SECONDS)
+        started = asyncio.get_running_loop().time()
+        # While it records, the REST API lists it as Twilio does: in-progress, duration -1.
+        client = rest_client(http_port)
+        (live,) = await asyncio.to_thread(client.recordings.list, call_sid=webhook.form["CallSid"])
+        assert (live.sid, live.status, live.duration, live.source) == (
+            wav.stem,
+            "in-progress",
+            "-1",
+            "RecordVerb",
+        )
+        await asyncio.sleep(RECORD_SECONDS - (asyncio.get_running_loop().time() - started))
         await gateway.kill()
     finally:
         await uac.stop()
@@ -233,6 +255,11 @@ async def test_sigkill_during_record_leaves_a_playable_wav_repaired_on_restart(
     assert audio.contains_tone(repaired[-rate:], rate, TONE_HZ, min_fraction=0.9)
     if declared < on_disk:  # the kill landed between header updates (as RECORD_SECONDS intends)
         assert f"repaired recording {wav.name}" in restarted.output()
+    # ... and its Recording record, stored in-progress at the start, is completed from the file.
+    recording = await asyncio.to_thread(rest_client(http_port).recordings(wav.stem).fetch)
+    assert recording.status == "completed"
+    assert recording.duration == str(round(on_disk / rate)), (recording.duration, on_disk / rate)
+    assert recording.call_sid == webhook.form["CallSid"]
     await restarted.stop()
     assert restarted.proc is not None and restarted.proc.returncode == 0, restarted.output()
 
@@ -266,3 +293,37 @@ async def test_server_start_repairs_partial_wavs_in_recordings_dir(
     assert np.array_equal(soundfile.read(partial, dtype="int16")[0], tone)
     assert finished.read_bytes() == untouched
     assert (recordings / "REbroken.wav").read_bytes() == b"garbage, not RIFF"
+
+
+async def test_server_start_completes_the_record_of_a_crashed_recording(
+    tmp_path: Path, trunkline: StartTrunkline
+) -> None:
+    """A recording cut by a crash: its record says in-progress, its WAV header says 1 s of 2.6 s."""
+    config = e2e_config(tmp_path, voice_url=None)
+    recordings = Path(config.storage.recordings_dir)
+    recordings.mkdir(parents=True)
+    tone = audio.tone(TONE_HZ, 2.6, 8000, level_dbfs=-8.0)
+    sid, call_sid = "RE" + "5" * 32, "CA" + "6" * 32
+    wav = recordings / f"{sid}.wav"
+    wav.write_bytes(wav_header(8000) + tone.astype("<i2").tobytes())
+    store = await SqliteStore(config.storage.database).open()
+    record = recording_json(ACCOUNT.sid, sid, created=1_790_000_000.0, call_sid=call_sid, source="RecordVerb")
+    record["_path"] = str(wav)
+    await store.put("recordings", record)
+    await store.close()
+
+    server = await trunkline(config)
+
+    assert soundfile.info(str(wav)).frames == tone.size  # the WAV repair ran first
+    client = Client(ACCOUNT.sid, ACCOUNT.auth_token)
+    client.api.base_url = http_base(server)
+    (listed,) = await asyncio.to_thread(client.recordings.list, call_sid=call_sid)
+    assert (listed.sid, listed.status, listed.duration) == (sid, "completed", "3")  # 2.6 s
+    assert abs(int(listed.duration) - tone.size / 8000) <= 0.5
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{http_base(server)}{listed.uri[:-5]}") as reply,
+    ):
+        assert reply.status == 200
+        served, rate = soundfile.read(io.BytesIO(await reply.read()), dtype="int16")
+    assert rate == 8000 and np.array_equal(served, tone)

@@ -24,7 +24,7 @@ from trunkline.gateway.sip.transaction import Peer
 from trunkline.gateway.sip.transport import TransportSet
 from trunkline.gateway.sip.uri import SipUri
 from trunkline.gateway.sip.useragent import UserAgent
-from trunkline.gateway.switch.legs import LegManager
+from trunkline.gateway.switch.leg_manager import LegManager
 from trunkline.gateway.switch.location import Binding, LocationService
 from trunkline.gateway.switch.trunks import TrunkManager
 

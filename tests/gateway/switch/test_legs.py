@@ -16,6 +16,7 @@ from trunkline.gateway.sip.sdp import LocalMedia, build_offer, make_hold_offer, 
 from trunkline.gateway.sip.transaction import Peer
 from trunkline.gateway.sip.uri import SipUri
 from trunkline.gateway.sip.useragent import UserAgent
+from trunkline.gateway.switch.leg_manager import LegManager
 from trunkline.gateway.switch.legs import (
     Answered,
     Cancelled,
@@ -23,7 +24,6 @@ from trunkline.gateway.switch.legs import (
     Failed,
     InboundLeg,
     InfoDtmf,
-    LegManager,
     LegState,
     Provisional,
     ReInvite,

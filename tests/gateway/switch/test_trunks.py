@@ -13,7 +13,7 @@ from trunkline.gateway.config import Endpoint, SipConfig, Trunk
 from trunkline.gateway.server import Server
 from trunkline.gateway.sip.core import SipCore
 from trunkline.gateway.sip.useragent import UserAgent
-from trunkline.gateway.switch.legs import LegManager
+from trunkline.gateway.switch.leg_manager import LegManager
 from trunkline.gateway.switch.trunks import TrunkManager, is_failover_status
 
 
