@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Protocol
 from urllib.parse import urljoin
 
@@ -127,7 +130,11 @@ class _Next:
 
 
 class TwimlSession:
-    """Drives one call from its first document to its end."""
+    """Drives one call from its first document to its end.
+
+    ``sleep`` is how a ``<Pause>`` before the answer waits and ``clock`` the wall clock (Unix
+    time) of ``RecordingStartTime``; both are injected by tests.
+    """
 
     def __init__(
         self,
@@ -142,6 +149,8 @@ class TwimlSession:
         twiml: str | None = None,
         debugger: DebuggerSink | None = None,
         callbacks: CallbackSender | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.channel = channel
         self.context = context
@@ -154,6 +163,8 @@ class TwimlSession:
         self.debugger = debugger
         self.callbacks = callbacks or CallbackSender(webhooks)
         self.documents = 0
+        self._sleep = sleep
+        self._clock = clock
         self._pending_warnings: list[v.TwimlWarning] = []
 
     async def run(self) -> None:
@@ -161,6 +172,9 @@ class TwimlSession:
         try:
             document = await self._first_document()
             while document is not None:
+                # A <Redirect> loop over a cached GET document never suspends otherwise: yield so
+                # the loop cannot starve the other calls and can be cancelled (BYE, REST update).
+                await asyncio.sleep(0)
                 step = await self._run_document(document)
                 if step is None:
                     break
@@ -236,7 +250,7 @@ class TwimlSession:
                 # https://www.twilio.com/docs/voice/twiml/pause: "If <Pause> is the first verb in a
                 # TwiML document, Twilio will wait the specified number of seconds before picking
                 # up the call." A hangup meanwhile surfaces as CallEnded at the next answer.
-                await asyncio.sleep(verb.length)
+                await self._sleep(verb.length)
                 continue
             # <Dial answerOnBridge="true"> leaves the caller unanswered (early media) until the
             # callee answers; the dial code answers the caller then.
@@ -368,8 +382,9 @@ class TwimlSession:
             await self.channel.play([Tone("beep")])
         sid = "RE" + uuid.uuid4().hex
         events = verb.recording_status_callback_event
+        started = self._clock()
         if verb.recording_status_callback and "in-progress" in events:
-            self._recording_status(verb, sid, "in-progress", None)
+            self._recording_status(verb, sid, "in-progress", started, None)
         result = await self.channel.record(
             RecordOptions(
                 max_length=float(verb.max_length),
@@ -383,7 +398,7 @@ class TwimlSession:
         # events asked for (default ``completed``); ``absent`` when nothing was recorded.
         status = "completed" if result.duration > 0 else "absent"
         if verb.recording_status_callback and status in events:
-            self._recording_status(verb, result.recording_sid, status, result)
+            self._recording_status(verb, result.recording_sid, status, started, result)
         if result.duration <= 0 and not result.hung_up:
             return None  # Twilio: an empty recording does not request the action URL
         params = [
@@ -396,7 +411,9 @@ class TwimlSession:
             params.append(("Digits", digits))
         return _Next(self._absolute(verb.action), verb.method, params, ignore_answer=result.hung_up)
 
-    def _recording_status(self, verb: v.Record, sid: str, status: str, result: RecordResult | None) -> None:
+    def _recording_status(
+        self, verb: v.Record, sid: str, status: str, started: float, result: RecordResult | None
+    ) -> None:
         assert verb.recording_status_callback is not None
         params = [
             ("AccountSid", self.context.account_sid),
@@ -407,7 +424,15 @@ class TwimlSession:
         ]
         if result is not None:
             params.append(("RecordingDuration", str(round(result.duration))))
-        params += [("RecordingChannels", "1"), ("RecordingSource", "RecordVerb")]
+        params += [
+            ("RecordingChannels", "1"),
+            # RFC 2822 date in GMT, as Twilio writes every date (e.g. "Fri, 15 Oct 2021 19:04:32 +0000").
+            (
+                "RecordingStartTime",
+                format_datetime(datetime.fromtimestamp(started, UTC).replace(microsecond=0)),
+            ),
+            ("RecordingSource", "RecordVerb"),
+        ]
         url = self._absolute(verb.recording_status_callback)
         self.callbacks.send(url, verb.recording_status_callback_method, params, self.context.auth_token)
 
@@ -470,9 +495,9 @@ class _PartialResults:
     """Posts interim transcripts to ``partialResultCallback`` (fire and forget, numbered).
 
     https://www.twilio.com/docs/voice/twiml/gather#partialresultcallback: each request carries the
-    call's parameters, ``SequenceNumber`` (from 0), ``UnstableSpeechResult`` (the interim transcript)
-    and ``StableSpeechResult`` (words no longer expected to change: here, the leading words the
-    last two interim transcripts agree on).
+    call's parameters, ``SequenceNumber`` (from 0), ``UnstableSpeechResult`` (the interim transcript),
+    ``StableSpeechResult`` (words no longer expected to change: here, the leading words the last two
+    interim transcripts agree on) and ``Stability`` (0.0 to 1.0: here, the share of stable words).
     """
 
     session: TwimlSession
@@ -494,6 +519,7 @@ class _PartialResults:
             ("SequenceNumber", str(self.sequence)),
             ("UnstableSpeechResult", text),
             ("StableSpeechResult", " ".join(stable)),
+            ("Stability", f"{len(stable) / len(words) if words else 0.0:.8f}"),
         ]
         self.sequence += 1
         self.previous = words

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import yarl
 from multidict import CIMultiDictProxy
 
 from trunkline.gateway.twiml.cache import TwimlCache
@@ -198,8 +199,15 @@ class WebhookClient:
             headers.update(extra_headers)
         limit = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
         try:
+            # Send the URL exactly as signed: aiohttp would re-quote the query (``%3A%2F%2F`` in a
+            # RecordingUrl parameter going out as ``://``) and the app's signature check would fail.
             async with self._client().request(
-                method, target, data=body, headers=headers, timeout=limit, max_redirects=self.max_redirects
+                method,
+                yarl.URL(target, encoded=True),
+                data=body,
+                headers=headers,
+                timeout=limit,
+                max_redirects=self.max_redirects,
             ) as response:
                 payload = await response.content.read(MAX_RESPONSE_BYTES + 1)
                 status = response.status
