@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from tests.gateway.sip.test_transaction import A_ADDR, Wire
+from tests.gateway.sip.transaction_wire import A_ADDR, Wire
 from trunkline.gateway.sip import Headers, SipRequest, SipResponse, SipUri, make_response, parse_message
 from trunkline.gateway.sip.dialog import (
     Dialog,
