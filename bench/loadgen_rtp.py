@@ -25,10 +25,16 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import numpy as np
+
+try:
+    import mmsg
+except ImportError:  # imported as bench.loadgen_rtp
+    from bench import mmsg
 
 FRAME = 160
 INTERVAL = 0.020
@@ -111,6 +117,42 @@ class LoadResult:
         return float(np.percentile(self.delays_ms, q)) if self.delays_ms else float("nan")
 
 
+def _paced(
+    result: LoadResult,
+    socks: list[socket.socket],
+    drain: Callable[[], None],
+    start: float,
+    measure_from: float,
+    end: float,
+    send_slot: Callable[[int, float, bool], None],
+) -> None:
+    """The generator's schedule: ``send_slot(tick, t, counted)`` every ``20 ms / SLOTS`` from
+    ``start`` until ``end`` (``counted``: sent inside the measured window), draining replies in
+    between, then 0.1 s more for the stragglers already in flight."""
+    slot_len = INTERVAL / SLOTS
+    tick = 0
+    while True:
+        now = time.monotonic()
+        deadline = start + tick * slot_len
+        if now < deadline:
+            select.select(socks, [], [], deadline - now)
+            drain()
+            continue
+        if now >= end:
+            break
+        if now - deadline > INTERVAL:
+            result.send_overruns += 1
+        # One send time per slot: its packets leave within microseconds of each other.
+        t = time.monotonic()
+        send_slot(tick, t, measure_from <= t < end)
+        tick += 1
+        drain()
+    drain_until = time.monotonic() + 0.1
+    while (left := drain_until - time.monotonic()) > 0:
+        select.select(socks, [], [], left)
+        drain()
+
+
 def run_load(
     sock_a: socket.socket,
     sock_b: socket.socket,
@@ -128,8 +170,12 @@ def run_load(
     """Send to every ``(leg_a_port, leg_b_port)`` on 127.0.0.1 for ``seconds`` and collect replies.
 
     Without ``payload_a``/``payload_b`` the payloads are stamped G.711 silence; with them
-    (rings of pre-encoded frames, e.g. Opus) packets carry those instead.
+    (rings of pre-encoded frames, e.g. Opus) packets carry those instead.  Stamped loads use
+    ``sendmmsg``/``recvmmsg`` where Linux has them (:func:`run_load_batched`), so that the
+    generator's own interpreter cost does not limit the load it can offer.
     """
+    if payload_a is None and payload_b is None and pt_a == pt_b == 0 and mmsg.available():
+        return run_load_batched(sock_a, sock_b, targets, seconds, warmup=warmup)
     n = len(targets)
     legs: list[tuple[socket.socket, tuple[str, int], bytearray, int, int, int, list[bytes] | None, int]] = []
     for i, (pa, pb) in enumerate(targets):
@@ -179,22 +225,8 @@ def run_load(
 
     # Real phones are not synchronised: spread the legs over SLOTS phases of the 20 ms period.
     slots = [list(range(j, len(legs), SLOTS)) for j in range(SLOTS)]
-    slot_len = INTERVAL / SLOTS
-    tick = 0
-    while True:
-        now = time.monotonic()
-        deadline = start + tick * slot_len
-        if now < deadline:
-            select.select(socks, [], [], deadline - now)
-            drain()
-            continue
-        if now >= end:
-            break
-        if now - deadline > INTERVAL:
-            result.send_overruns += 1
-        # One send time per slot: its packets leave within microseconds of each other.
-        t = monotonic()
-        counted = measure_from <= t < end
+
+    def send_slot(tick: int, t: float, counted: bool) -> None:
         for k in slots[tick % SLOTS]:
             sock, addr, buf, call, direction, step, ring, _pt = legs[k]
             seq = seqs[k]
@@ -210,14 +242,109 @@ def run_load(
                 sock.sendto(data, addr)
             if counted:
                 result.sent += 1
-        tick += 1
-        drain()
-    # Stragglers: packets already in flight when sending stopped.
-    drain_until = time.monotonic() + 0.1
-    while (left := drain_until - time.monotonic()) > 0:
-        select.select(socks, [], [], left)
-        drain()
+
+    _paced(result, socks, drain, start, measure_from, end, send_slot)
     result.delays_ms = delays
+    result.cpu_s = time.process_time() - cpu0
+    result.wall_s = time.monotonic() - wall0
+    return result
+
+
+_PACKET = np.dtype(
+    [
+        ("b0", "u1"),
+        ("b1", "u1"),
+        ("seq", ">u2"),
+        ("ts", ">u4"),
+        ("ssrc", ">u4"),
+        ("call", ">u4"),
+        ("direction", ">u4"),
+        ("sent_at", ">f8"),
+    ]
+)  # RTP header + the stamp (_STAMP), as a numpy record over each packet's first 28 bytes
+
+
+def run_load_batched(
+    sock_a: socket.socket,
+    sock_b: socket.socket,
+    targets: list[tuple[int, int]],
+    seconds: float,
+    *,
+    warmup: float = 0.5,
+) -> LoadResult:
+    """:func:`run_load` for stamped G.711 with one ``sendmmsg`` per send slot and ``recvmmsg`` reads.
+
+    The same schedule (every leg every 20 ms, spread over ``SLOTS`` phases; SSRC ``0x10000000 +
+    2 * call + direction``) and the same stamps; headers are updated with numpy for a whole slot
+    at once and replies are parsed a batch at a time, so the generator's cost per packet is
+    mostly the kernel's.  A reply's delay is taken when its batch is read (the generator drains
+    between slots, every ``20 ms / SLOTS``).
+    """
+    n = len(targets)
+    order = [
+        (slot, direction, i)
+        for slot in range(SLOTS)
+        for direction in (0, 1)
+        for i in range(n)
+        if (2 * i + direction) % SLOTS == slot
+    ]
+    packets = np.zeros((len(order), 12 + FRAME), dtype=np.uint8)
+    head = packets[:, : _PACKET.itemsize].view(_PACKET)[:, 0]
+    head["b0"] = 0x80
+    head["call"] = [i for _, _, i in order]
+    head["direction"] = [d for _, d, _ in order]
+    head["ssrc"] = [0x10000000 + 2 * i + d for _, d, i in order]
+    batch = mmsg.MsgBatch(packets, [targets[i][d] for _, d, i in order])
+    groups: list[list[tuple[socket.socket, int, int]]] = [[] for _ in range(SLOTS)]
+    row = 0
+    for slot in range(SLOTS):
+        for direction, sock in ((0, sock_a), (1, sock_b)):
+            size = sum(1 for s_, d, _ in order if s_ == slot and d == direction)
+            if size:
+                groups[slot].append((sock, row, row + size))
+                row += size
+    seq_field, ts_field, stamp_field = head["seq"], head["ts"], head["sent_at"]
+    rx = mmsg.RecvBatch(1024, 64)
+    rx_head = rx.buffer[:, : _PACKET.itemsize].view(_PACKET)[:, 0]
+    result = LoadResult(n, seconds)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    delays: list[np.ndarray] = []
+    start = time.monotonic() + 0.05
+    measure_from = start + warmup
+    end = measure_from + seconds
+    socks = [sock_a, sock_b]
+    monotonic = time.monotonic
+
+    def drain() -> None:
+        for sock in socks:
+            while True:
+                got = rx.recv(sock)
+                if not got:
+                    break
+                arrived = monotonic()
+                recs = rx_head[:got]
+                sent_at = recs["sent_at"]
+                ok = (
+                    (recs["call"] < n) & (recs["direction"] < 2) & (sent_at >= measure_from) & (sent_at < end)
+                )
+                result.received += got
+                result.stamped += int(ok.sum())
+                delays.append((arrived - sent_at[ok]) * 1000.0)
+                if got < rx.capacity:
+                    break
+
+    def send_slot(tick: int, t: float, counted: bool) -> None:
+        seq = tick // SLOTS
+        for sock, first, stop in groups[tick % SLOTS]:
+            seq_field[first:stop] = seq & 0xFFFF
+            ts_field[first:stop] = (seq * FRAME) & 0xFFFFFFFF
+            stamp_field[first:stop] = t
+            batch.send(sock, first, stop)
+            if counted:
+                result.sent += stop - first  # any left unsent (full buffer) count as lost
+
+    _paced(result, socks, drain, start, measure_from, end, send_slot)
+    result.delays_ms = np.concatenate(delays).tolist() if delays else []
     result.cpu_s = time.process_time() - cpu0
     result.wall_s = time.monotonic() - wall0
     return result
@@ -266,11 +393,16 @@ class Generator:
 # -- the reference: a bare drain-and-echo loop ----------------------------------------------------
 
 
-def echo_worker(conn: Connection, calls: int, cpu: int | None, use_uvloop: bool = False) -> None:
-    """Bind 2 sockets per call and echo every datagram back to its sender (asyncio add_reader).
+def echo_worker(
+    conn: Connection, calls: int, cpu: int | None, use_uvloop: bool = False, batched: bool = False
+) -> None:
+    """Bind 2 sockets per call and echo every datagram back to its sender.
 
-    The same event-loop machinery as the media engine (one reader per socket, drained until
-    ``BlockingIOError``) with no RTP work at all: the ceiling for any Python relay here.
+    ``batched=False`` is the classic asyncio pattern (one ``add_reader`` per socket, drained
+    until ``BlockingIOError``); ``batched=True`` reads the sockets the way the media engine
+    does (:class:`~trunkline.media.poller.DatagramPoller`: one epoll set behind one reader,
+    one datagram per ready socket and round).  No RTP work at all: the I/O floor of a Python
+    relay with either technique.
     """
     pin(cpu)
     socks = [_udp_socket() for _ in range(2 * calls)]
@@ -291,8 +423,26 @@ def echo_worker(conn: Connection, calls: int, cpu: int | None, use_uvloop: bool 
             with contextlib.suppress(BlockingIOError):
                 sock.sendto(data, addr)
 
-    for sock in socks:
-        loop.add_reader(sock.fileno(), drain, sock)
+    if batched:
+        from trunkline.media.poller import DatagramPoller
+
+        poller = DatagramPoller(loop)
+        buf = bytearray(2048)
+        view = memoryview(buf)
+        for sock in socks:
+
+            def echo_one(now: float, sock: socket.socket = sock) -> None:
+                try:
+                    n, addr = sock.recvfrom_into(buf)
+                except OSError:
+                    return
+                with contextlib.suppress(BlockingIOError):
+                    sock.sendto(view[:n], addr)
+
+            poller.add(sock.fileno(), echo_one)
+    else:
+        for sock in socks:
+            loop.add_reader(sock.fileno(), drain, sock)
     conn.send([(ports[2 * i], ports[2 * i + 1]) for i in range(calls)])
     cpu0 = time.process_time()
     stop = loop.create_future()

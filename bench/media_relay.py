@@ -2,15 +2,19 @@
 
 Question: how many bridged PCMU calls (each 2 x 50 packets/s in and 2 x 50 out) can the media
 engine relay on one core with < 0.1 % loss and p99 one-way delay < 10 ms, compared with a bare
-non-blocking drain-and-echo loop (same asyncio ``add_reader`` machinery, no RTP work) measured in
-the same run under the same load generator?
+non-blocking drain-and-echo loop (no RTP work) measured in the same run under the same load
+generator?  Two references: ``echo``, the classic asyncio pattern (one ``add_reader`` per socket,
+drained until ``BlockingIOError``), and ``echo-epoll``, the engine's own way of reading (one
+epoll set behind one reader, ``media/poller.py``): the I/O floor of the engine's technique.
 
-The server (engine or echo) runs in its own process pinned to CPU 0 and the load generator
-(``bench/loadgen_rtp.py``) in another pinned to CPU 1; the call count grows step by step until a
-step fails.  Each step also reports the server's CPU use, from which a per-core figure is
-extrapolated (useful when the generator, not the server, is the limit: see its CPU column).
+The server (engine or echo) runs in its own process pinned to the idler CPU and the load
+generator (``bench/loadgen_rtp.py``, ``sendmmsg``/``recvmmsg``) in another pinned to the other
+one; the call count grows step by step, every server measured back to back at each step, until
+a server fails.  Each step also reports the server's CPU use, from which a per-core figure is
+extrapolated (useful when the generator, not the server, is the limit: see its CPU column).  On
+a shared machine run it under ``chrt -f 10`` so that other work does not preempt either process.
 
-    .venv/bin/python bench/media_relay.py [--steps 100,200,400,600,800,1000] [--seconds 3]
+    chrt -f 10 .venv/bin/python bench/media_relay.py [--steps 400,600,800,1000] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ def engine_worker(
         lost0 = sum(s.jitter.lost for s in engine.streams)
         late0 = sum(s.jitter.late for s in engine.streams)
         net0 = sum(s.rx_stats.lost for s in engine.streams if s.rx_stats is not None)
+        poller = getattr(engine, "poller", None)  # absent in engines before the shared poller
+        wake0, disp0 = (poller.wakeups, poller.dispatched) if poller is not None else (0, 0)
         await stop
         conn.recv()
         streams = engine.streams
@@ -104,6 +110,8 @@ def engine_worker(
             "jb_lost": sum(s.jitter.lost for s in streams) - lost0,  # includes the end-of-run tail
             "jb_late": sum(s.jitter.late for s in streams) - late0,
             "net_lost": sum(s.rx_stats.lost for s in streams if s.rx_stats is not None) - net0,
+            "poll_wakeups": (poller.wakeups - wake0) if poller is not None else 0,
+            "poll_dispatched": (poller.dispatched - disp0) if poller is not None else 0,
         }
         conn.send(stats)
         await engine.stop()
@@ -133,13 +141,21 @@ class Step:
         return self.load.loss < MAX_LOSS and self.load.delay_percentile(99) < MAX_P99_MS
 
 
+def _per_wakeup(stats: dict[str, Any]) -> str:
+    if "poll_wakeups" not in stats:
+        return ""
+    return f" datagrams per wake-up {stats['poll_dispatched'] / max(1, stats['poll_wakeups']):.1f}"
+
+
 def run_step(
     gen: lg.Generator, server: str, calls: int, seconds: float, cpu: int | None, use_uvloop: bool
 ) -> Step:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
-    if server == "echo":
-        proc = ctx.Process(target=lg.echo_worker, args=(child, calls, cpu, use_uvloop), daemon=True)
+    if server.startswith("echo"):
+        proc = ctx.Process(
+            target=lg.echo_worker, args=(child, calls, cpu, use_uvloop, server == "echo-epoll"), daemon=True
+        )
     else:
         proc = ctx.Process(
             target=engine_worker,
@@ -151,7 +167,7 @@ def run_step(
     load = gen.run(targets, seconds)
     parent.send("stop")
     stats = parent.recv()
-    if server == "echo":
+    if server.startswith("echo"):
         stats["wall_s"] = load.wall_s
     proc.join(10)
     return Step(server, calls, load, stats)
@@ -162,30 +178,45 @@ def main() -> None:
     parser.add_argument("--steps", default="100,200,300,400,600,800,1000")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument(
+        "--servers",
+        default="echo,echo-epoll,engine",
+        help="servers measured at each step, in this order (echo and engine at least)",
+    )
+    parser.add_argument(
         "--no-uvloop",
         action="store_true",
         help="engine and echo on the default asyncio loop (else uvloop)",
     )
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
+    servers = args.servers.split(",")
+    if not {"echo", "engine"} <= set(servers) <= {"echo", "echo-epoll", "engine"}:
+        parser.error("--servers: echo and engine (the reference is part of every run), optionally echo-epoll")
     server_cpu, gen_cpu = lg.pick_cpus()
     gen = lg.Generator(gen_cpu)
-    results: dict[str, list[Step]] = {"echo": [], "engine": []}
-    for server in ("echo", "engine"):
-        for calls in steps:
+    results: dict[str, list[Step]] = {server: [] for server in servers}
+    # Interleaved: each step measures every server back to back, under the same conditions.
+    active = list(servers)
+    for calls in steps:
+        for server in list(active):
             step = run_step(gen, server, calls, args.seconds, server_cpu, not args.no_uvloop)
             results[server].append(step)
             print(
-                f"  {server:6} {calls:5} calls: loss {step.load.loss:.3%} "
+                f"  {server:10} {calls:5} calls: loss {step.load.loss:.3%} "
                 f"p99 {step.load.delay_percentile(99):.2f} ms "
                 f"server CPU {step.util:.0%} ({step.us_per_packet:.1f} us/packet) "
-                f"generator CPU {step.load.busy:.0%}",
+                f"generator CPU {step.load.busy:.0%}{_per_wakeup(step.stats)}",
                 file=sys.stderr,
             )
             if not step.passed:
-                break
+                active.remove(server)
+        if not active:
+            break
     gen.close()
+    _report(args, servers, results)
 
+
+def _report(args: argparse.Namespace, servers: list[str], results: dict[str, list[Step]]) -> None:
     cmd = "bench/media_relay.py " + " ".join(sys.argv[1:])
     print(f"### Relayed G.711 calls per core\n\nCommand: `.venv/bin/python {cmd.strip()}`  ")
     print(f"Event loop: {'asyncio default' if args.no_uvloop else 'uvloop'} (engine and echo alike)  ")
@@ -198,7 +229,7 @@ def main() -> None:
         "| server CPU | CPU us/packet | generator CPU | late ticks | ok |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for server in ("echo", "engine"):
+    for server in servers:
         for s in results[server]:
             late = f"{s.stats.get('late_ticks', 0)}/{s.stats.get('ticks', 0)}" if server == "engine" else "-"
             print(
@@ -206,29 +237,29 @@ def main() -> None:
                 f"| {s.load.delay_percentile(50):.2f} | {s.load.delay_percentile(99):.2f} | {s.util:.0%} "
                 f"| {s.us_per_packet:.1f} | {s.load.busy:.0%} | {late} | {'yes' if s.passed else 'no'} |"
             )
-    summary = {}
-    for server in ("echo", "engine"):
+    print()
+    core: dict[str, float] = {}
+    passed: dict[str, float] = {}
+    for server in servers:
         ok = [s for s in results[server] if s.passed]
         best = ok[-1] if ok else None
-        pps = best.load.stamped / args.seconds if best else 0.0
+        passed[server] = best.load.stamped / args.seconds if best else 0.0
         # CPU cost per forwarded packet at the largest load run, amortising fixed costs: a figure
         # that holds even when other processes steal the CPU (wall-clock criteria then fail early).
         largest = results[server][-1]
-        per_core_pps = 1e6 / largest.us_per_packet if largest.us_per_packet == largest.us_per_packet else 0.0
-        summary[server] = (best, pps, per_core_pps)
-    (eb, epps, ecore), (gb, gpps, gcore) = summary["echo"], summary["engine"]
-    print()
-    print(
-        f"- reference (bare echo): {epps:,.0f} packets/s passed (at {eb.calls if eb else 0} calls' load); "
-        f"CPU cost => {ecore:,.0f} packets/s per core"
-    )
-    print(
-        f"- engine: **{gb.calls if gb else 0} relayed calls** passed ({gpps:,.0f} packets/s); "
-        f"CPU cost => {gcore:,.0f} packets/s per core = **{gcore / 100:,.0f} calls per core** "
-        "(100 packets/s forwarded per call)"
-    )
-    if epps and ecore:
-        print(f"- ratio engine/reference: {gpps / epps:.2f} measured, {gcore / ecore:.2f} by CPU cost")
+        us = largest.us_per_packet
+        core[server] = 1e6 / us if us == us else 0.0
+        label = "engine" if server == "engine" else f"reference ({server})"
+        print(
+            f"- {label}: **{best.calls if best else 0} calls** passed ({passed[server]:,.0f} packets/s); "
+            f"CPU cost at {largest.calls} calls => {core[server]:,.0f} packets/s per core = "
+            f"**{core[server] / 100:,.0f} calls per core** (100 packets/s forwarded per call)"
+        )
+    if passed["echo"] and core["echo"]:
+        print(
+            f"- ratio engine/echo: {passed['engine'] / passed['echo']:.2f} measured, "
+            f"{core['engine'] / core['echo']:.2f} by CPU cost"
+        )
 
 
 if __name__ == "__main__":

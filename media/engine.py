@@ -49,6 +49,7 @@ from trunkline.gateway.config import RtpConfig
 from trunkline.media.dtmf import DtmfDetector
 from trunkline.media.jitter import FrameKind
 from trunkline.media.player import AudioLoader
+from trunkline.media.poller import DatagramPoller
 from trunkline.media.ports import PortAllocator
 from trunkline.media.session import CONSUMER_RATE, Digit, Recording
 from trunkline.media.stream import RtpStream
@@ -75,6 +76,12 @@ class MediaRoom(Protocol):
     all listeners).  Members missing from the result hear silence.  Join and leave
     with :meth:`MediaEngine.join_room` / :meth:`MediaEngine.leave_room`; a prompt
     played to a member overrides the room.
+
+    A room class may also define a static ``mix_many(rooms, now)``: ``rooms`` is a list
+    of ``(room, inputs)`` pairs (every room of that class in the engine) and it returns
+    one output mapping per pair, in order.  The engine then calls it once per tick
+    instead of :meth:`mix` per room, so the class can mix its rooms together
+    (:meth:`~trunkline.media.room_engine.EngineRoom.mix_many`).
     """
 
     def mix(
@@ -130,6 +137,10 @@ class MediaEngine:
         self._zero8k = np.zeros(_G711_FRAME, dtype=np.int16)
         self._zero8k.setflags(write=False)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._poller: DatagramPoller | None = None
+        #: One receive buffer for every stream: a datagram is handled before the next is read.
+        self.rx_buffer = bytearray(2048)
+        self.rx_view = memoryview(self.rx_buffer)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -139,6 +150,13 @@ class MediaEngine:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    @property
+    def poller(self) -> DatagramPoller:
+        """The one epoll set every stream's sockets are read through."""
+        if self._poller is None:
+            self._poller = DatagramPoller(self.loop)
+        return self._poller
 
     @property
     def running(self) -> bool:
@@ -162,6 +180,9 @@ class MediaEngine:
             await stream.close()
         for task in list(self._tasks):
             task.cancel()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         if self._audio_loader is not None and self._own_loader:
             await self._audio_loader.close()
 
@@ -214,11 +235,13 @@ class MediaEngine:
         self.leave_room(a)
         self.leave_room(b)
         a.peer, b.peer = b, a
+        a.media_changed()
         self._decide_relay(a, b)
 
     def unbridge(self, stream: RtpStream) -> None:
         """Disconnect ``stream`` and its peer (both then hear silence or their prompts)."""
         peer = stream.peer
+        stream.media_changed()
         for s in (stream, peer):
             if s is not None:
                 s.peer = None
@@ -234,6 +257,7 @@ class MediaEngine:
 
     def _decide_relay(self, a: RtpStream, b: RtpStream) -> None:
         relay = self.relay_enabled and self.same_codec(a, b)
+        a.media_changed()
         if relay != a.relay:
             a.marker_next = b.marker_next = True
         a.relay = b.relay = relay
@@ -297,6 +321,7 @@ class MediaEngine:
             self._detector.reset(slot)
             self._slot_owner[slot] = stream
             stream.dtmf_slot = slot
+            stream.media_changed()
         elif not enabled and stream.dtmf_slot is not None:
             self._slot_owner[stream.dtmf_slot] = None
             self._free_slots.append(stream.dtmf_slot)
@@ -332,12 +357,15 @@ class MediaEngine:
         """Run one 20 ms media tick at time ``now`` (the clock calls this; tests may too)."""
         self.ticks += 1
         # A leg relayed packet by packet with nothing else to do (no consumer of its audio,
-        # no prompt or digit to send, a remote to send to) needs no work on the clock.
-        streams = [
-            s
-            for s in self.streams
-            if s.negotiated is not None
-            and not (
+        # no prompt or digit to send, a remote to send to) needs no work on the clock.  Open
+        # relay gates both ways say exactly that (RtpSending.media_changed closes them), so
+        # the full test runs only for the other legs.
+        streams = []
+        for s in self.streams:
+            peer = s.peer
+            if peer is not None and s.relay_gate is not None and peer.relay_gate is not None:
+                continue
+            if s.negotiated is not None and not (
                 s.relay
                 and s.sending
                 and not s.taps
@@ -346,8 +374,8 @@ class MediaEngine:
                 and not s.dtmf_tx
                 and not s.player.playing
                 and s.remote is not None
-            )
-        ]
+            ):
+                streams.append(s)
         self._pull_and_decode(streams, now)
         self._consume(streams, now)
         self._mix_rooms(now)
@@ -418,11 +446,23 @@ class MediaEngine:
                     owner.digit_received(digit, "inband", 0, now)
 
     def _mix_rooms(self, now: float) -> None:
+        # Rooms whose class has a ``mix_many`` are mixed together, one call per class and tick.
+        batches: dict[type, list[tuple[MediaRoom, list[RtpStream]]]] = {}
         for room, members in list(self.rooms.items()):
-            outputs = room.mix({s: s.tick_in for s in members}, now)
-            get = outputs.get
+            if getattr(type(room), "mix_many", None) is not None:
+                batches.setdefault(type(room), []).append((room, members))
+                continue
+            get = room.mix({s: s.tick_in for s in members}, now).get
             for s in members:
                 s.room_out = get(s)
+        for kind, batch in batches.items():
+            mix_many = getattr(kind, "mix_many", None)
+            assert mix_many is not None  # how the batch was chosen
+            outputs = mix_many([(room, {s: s.tick_in for s in members}) for room, members in batch], now)
+            for (_room, members), out in zip(batch, outputs, strict=True):
+                get = out.get
+                for s in members:
+                    s.room_out = get(s)
 
     def _route_and_send(self, streams: list[RtpStream]) -> None:
         groups: dict[str, tuple[list[RtpStream], list[PcmArray]]] = {"ulaw": ([], []), "alaw": ([], [])}

@@ -1,11 +1,8 @@
-"""Receive statistics (RFC 3550 Appendix A) and an adaptive playout buffer.
+"""An adaptive playout buffer for one RTP stream.
 
-Both classes are sans-I/O: arrival times come in as an explicit ``now``
-(seconds, any monotonic origin) and nothing here reads the clock.
-
-:class:`ReceiveStats` follows RFC 3550 A.1 (sequence validation), A.3
-(expected and lost packets, fraction lost) and A.8 (interarrival jitter) to
-the letter, so its numbers can go straight into an RTCP report block.
+Sans-I/O: arrival times come in as an explicit ``now`` (seconds, any monotonic
+origin) and nothing here reads the clock.  RFC 3550 receive statistics live in
+:mod:`trunkline.media.receive_stats` (re-exported here).
 
 :class:`JitterBuffer` holds packets of one stream keyed by extended sequence
 number and releases exactly one fixed-duration :class:`Frame` per call to
@@ -22,6 +19,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from trunkline.media.receive_stats import MAX_DROPOUT, MAX_MISORDER, MIN_SEQUENTIAL, RTP_SEQ_MOD, ReceiveStats
 from trunkline.media.rtp import RtpPacket
 
 __all__ = [
@@ -33,198 +31,6 @@ __all__ = [
     "JitterBuffer",
     "ReceiveStats",
 ]
-
-# RFC 3550 A.1 constants.
-RTP_SEQ_MOD = 1 << 16
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
-MIN_SEQUENTIAL = 2
-
-
-class ReceiveStats:
-    """Per-source receive statistics (RFC 3550 Appendix A.1, A.3, A.8).
-
-    Call :meth:`update` for every RTP packet from the source, with its arrival
-    time ``now`` in seconds.  ``clock_rate`` converts arrival times into RTP
-    timestamp units for the jitter estimate (A.8).
-    """
-
-    __slots__ = (
-        "_expected_prior",
-        "_initialized",
-        "_jitter",
-        "_received_prior",
-        "_transit",
-        "bad_seq",
-        "base_seq",
-        "clock_rate",
-        "cycles",
-        "last_sr",
-        "last_sr_arrival",
-        "max_seq",
-        "octets",
-        "probation",
-        "received",
-        "ssrc",
-    )
-
-    def __init__(self, ssrc: int, clock_rate: int, first_seq: int | None = None) -> None:
-        self.ssrc = ssrc
-        self.clock_rate = clock_rate
-        self.base_seq = 0
-        self.max_seq = 0
-        self.bad_seq = RTP_SEQ_MOD + 1
-        self.cycles = 0
-        self.received = 0
-        self.octets = 0
-        self.probation = 0
-        self._received_prior = 0
-        self._expected_prior = 0
-        self._transit: float | None = None
-        self._jitter = 0.0
-        #: Middle 32 bits of the NTP timestamp of the last SR from this source (0: none).
-        self.last_sr = 0
-        #: Arrival time (``now``) of that SR.
-        self.last_sr_arrival = 0.0
-        self._initialized = False
-        if first_seq is not None:
-            self._start(first_seq)
-
-    def _start(self, seq: int) -> None:
-        # A.1: "init_seq(s, seq); s->max_seq = seq - 1; s->probation = MIN_SEQUENTIAL;"
-        self._initialized = True
-        self._init_seq(seq)
-        self.max_seq = (seq - 1) & 0xFFFF
-        self.probation = MIN_SEQUENTIAL
-
-    def _init_seq(self, seq: int) -> None:
-        # A.1 init_seq()
-        self.base_seq = seq
-        self.max_seq = seq
-        self.bad_seq = RTP_SEQ_MOD + 1
-        self.cycles = 0
-        self.received = 0
-        self._received_prior = 0
-        self._expected_prior = 0
-
-    def update_seq(self, seq: int) -> bool:
-        """RFC 3550 A.1 ``update_seq``: validate ``seq``; return whether the packet counts.
-
-        Returns ``False`` while the source is on probation, and for a packet
-        that makes a very large jump (until a second sequential one confirms
-        a restart).
-        """
-        if not self._initialized:
-            self._start(seq)
-        udelta = (seq - self.max_seq) & 0xFFFF
-        if self.probation:
-            # A.1: source is not valid until MIN_SEQUENTIAL packets in sequence.
-            if seq == (self.max_seq + 1) & 0xFFFF:
-                self.probation -= 1
-                self.max_seq = seq
-                if self.probation == 0:
-                    self._init_seq(seq)
-                    self.received += 1
-                    return True
-            else:
-                self.probation = MIN_SEQUENTIAL - 1
-                self.max_seq = seq
-            return False
-        if udelta < MAX_DROPOUT:
-            # in order, with permissible gap
-            if seq < self.max_seq:
-                self.cycles += RTP_SEQ_MOD  # sequence number wrapped
-            self.max_seq = seq
-        elif udelta <= RTP_SEQ_MOD - MAX_MISORDER:
-            # the sequence number made a very large jump
-            if seq == self.bad_seq:
-                # Two sequential packets: assume the other side restarted
-                # without telling us, so just re-sync.
-                self._init_seq(seq)
-            else:
-                self.bad_seq = (seq + 1) & 0xFFFF
-                return False
-        # else: duplicate or reordered packet
-        self.received += 1
-        return True
-
-    def update(self, packet: RtpPacket, now: float) -> bool:
-        """Account for one received packet: A.1 validation, then A.8 jitter."""
-        probing = self.probation > 0 or not self._initialized
-        valid = self.update_seq(packet.sequence_number)
-        if valid:
-            self.octets += len(packet.payload)
-        if valid or probing:
-            # A.8: transit = arrival - r_ts in timestamp units; jitter += (|D| - jitter) / 16.
-            arrival = now * self.clock_rate
-            transit = arrival - packet.timestamp
-            if self._transit is not None:
-                d = transit - self._transit
-                # RTP timestamps wrap at 2^32: bring d into the nearest representation.
-                if d > 2**31:
-                    d -= 2**32
-                elif d < -(2**31):
-                    d += 2**32
-                self._jitter += (abs(d) - self._jitter) / 16.0
-            self._transit = transit
-        return valid
-
-    def restart_transit(self) -> None:
-        """Forget the previous transit time, e.g. after the sender's timestamps jumped."""
-        self._transit = None
-
-    def on_sender_report(self, ntp_timestamp: int, now: float) -> None:
-        """Remember an SR from this source for LSR/DLSR (RFC 3550 section 6.4.1)."""
-        self.last_sr = (ntp_timestamp >> 16) & 0xFFFFFFFF
-        self.last_sr_arrival = now
-
-    @property
-    def extended_max(self) -> int:
-        """Extended highest sequence number received (A.3)."""
-        return self.cycles + self.max_seq
-
-    @property
-    def expected(self) -> int:
-        """Number of packets expected (A.3)."""
-        if self.received == 0 and self.probation:
-            return 0
-        return self.extended_max - self.base_seq + 1
-
-    @property
-    def lost(self) -> int:
-        """Cumulative number of packets lost, clamped to the signed 24-bit field (A.3)."""
-        lost = self.expected - self.received
-        return max(-0x800000, min(0x7FFFFF, lost))
-
-    @property
-    def jitter(self) -> int:
-        """Interarrival jitter in timestamp units, as the RTCP field carries it (A.8)."""
-        return int(self._jitter)
-
-    @property
-    def jitter_float(self) -> float:
-        """Interarrival jitter in timestamp units, unrounded."""
-        return self._jitter
-
-    @property
-    def jitter_seconds(self) -> float:
-        """Interarrival jitter in seconds."""
-        return self._jitter / self.clock_rate
-
-    def fraction_lost(self) -> int:
-        """Fraction lost since the previous call, in 1/256 units (A.3).
-
-        This starts a new reporting interval, so call it once per report.
-        """
-        expected = self.expected
-        expected_interval = expected - self._expected_prior
-        self._expected_prior = expected
-        received_interval = self.received - self._received_prior
-        self._received_prior = self.received
-        lost_interval = expected_interval - received_interval
-        if expected_interval == 0 or lost_interval <= 0:
-            return 0
-        return min(255, (lost_interval << 8) // expected_interval)
 
 
 class FrameKind(enum.Enum):
@@ -315,6 +121,8 @@ class JitterBuffer:
 
     #: Ticks in a row with the buffer deeper than target + 2 frames before one frame is dropped.
     EXCESS_TICKS = 50
+    #: Take the short path in :meth:`put` for the next in-order packet (tests compare both paths).
+    steady_path = True
     _PLAYED_RING = 1024
 
     def __init__(
@@ -418,6 +226,48 @@ class JitterBuffer:
 
     def put(self, packet: RtpPacket, now: float) -> None:
         """File one received packet (arrival time ``now``, seconds)."""
+        seq = packet.sequence_number
+        timestamp = packet.timestamp
+        spf = self.samples_per_frame
+        if (
+            seq == (self._ref_seq + 1) & 0xFFFF
+            and (timestamp - self._ref_ts) & 0xFFFFFFFF == spf
+            and self.steady_path
+            and packet.ssrc == self._ssrc
+            and self._started
+            and self._anchor is None
+            and not packet.marker
+        ):
+            # The steady state: the next packet of a playing source, one frame later, not
+            # starting a talkspurt.  The general path below would accept it with exactly
+            # these updates.
+            ext_seq = self._ref_ext_seq + 1
+            ext_ts = self._ref_ext_ts + spf
+            slots = self._slots
+            if (
+                ext_ts >= self._next_ts
+                and ext_seq > self._last_played
+                and ext_ts > self._last_played_ts
+                and ext_ts not in self._by_ts
+                and ext_seq not in slots
+            ):
+                stats = self.stats
+                assert stats is not None
+                stats.update_fields(seq, timestamp, len(packet.payload), now)
+                self._update_target(stats)
+                self._bad_seq = None
+                self._ref_seq = seq
+                self._ref_ext_seq = ext_seq
+                self._ref_ts = timestamp
+                self._ref_ext_ts = ext_ts
+                self._ref_arrival = now
+                if not slots or ext_ts > self._newest_ts:
+                    self._newest_ts = ext_ts
+                slots[ext_seq] = _Slot(ext_ts, packet, now)
+                self._by_ts[ext_ts] = ext_seq
+                if (self._newest_ts - self._next_ts) // spf >= self.max_frames:
+                    self._trim()
+                return
         if self._ssrc is None or packet.ssrc != self._ssrc:
             if packet.ssrc in self._old_ssrcs and now - self._switched_at < self.resync_threshold:
                 self.late += 1  # straggler from a source we just switched away from

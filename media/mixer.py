@@ -27,7 +27,8 @@ computed by the caller) can further veto voiced frames.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,9 @@ __all__ = [
     "TalkerDetector",
     "fit_frame",
     "frame_power",
+    "loudest",
     "mix_minus",
+    "mix_minus_rooms",
     "power_to_dbfs",
     "reindex",
     "saturate",
@@ -189,6 +192,57 @@ def mix_minus(
     return MixResult(total=total, mix=both[-1], rows=rows, outputs=both[:-1])
 
 
+def mix_minus_rooms(
+    frames: PcmArray,
+    contributing: BoolArray,
+    room_of: IndexArray,
+    rooms: int,
+    extra: Mapping[int, PcmArray] | None = None,
+) -> MixResult:
+    """:func:`mix_minus` for several rooms stacked in one array (no coaches, no ``individual``).
+
+    ``frames`` holds the rooms' participants one room after the other and ``room_of[i]`` is the
+    room of row ``i`` (non-decreasing, below ``rooms``). Each room's contributors are summed into
+    that room's own total; ``extra[r]`` (room ``r``'s announcement) is added to it. The result's
+    ``total`` and ``mix`` are ``(rooms, samples)`` (row ``r``: room ``r``), ``rows`` the
+    contributing rows (ascending) and ``outputs[j]`` row ``rows[j]``'s ``total - own``, all
+    saturated in one call.
+    """
+    if frames.ndim != 2 or frames.dtype != np.int16:
+        raise MixerError(f"frames must be an (n, samples) int16 array, got {frames.dtype} {frames.shape}")
+    n, samples = frames.shape
+    if contributing.shape != (n,) or room_of.shape != (n,):
+        raise MixerError(f"contributing and room_of must have shape ({n},)")
+    rows = contributing.nonzero()[0]
+    k = rows.size
+    out = np.zeros((k + rooms, samples), dtype=np.int32)
+    totals = out[k:]
+    if k:
+        owners = room_of[rows]
+        own = frames[rows]
+        # Contributors of a room are adjacent (rows ascending): sum each room's run.
+        first = np.flatnonzero(np.concatenate(([True], owners[1:] != owners[:-1])))
+        rank = np.arange(k) - np.repeat(first, np.diff(np.append(first, k)))
+        steps = int(rank.max()) + 1
+        if steps * 4 <= first.size:
+            # Many rooms, few talkers each: add every room's first talker at once, then the
+            # second... (np.add.reduceat along axis 0 costs about 2 us per segment).
+            for step in range(steps):
+                pick = rank == step
+                totals[owners[pick]] += own[pick]
+        else:
+            totals[owners[first]] = np.add.reduceat(own, first, axis=0, dtype=np.int32)
+    if extra:
+        for r, frame in extra.items():
+            if frame.shape != (samples,):
+                raise MixerError(f"extra must have shape ({samples},), got {frame.shape}")
+            totals[r] += frame
+    if k:
+        np.subtract(totals[owners], own, out=out[:k])
+    both = saturate(out)
+    return MixResult(total=totals, mix=both[k:], rows=rows, outputs=both[:k])
+
+
 class SpeakerSelector:
     """Chooses, each tick, which participants are summed: noise gate with hold, then top-K.
 
@@ -222,8 +276,30 @@ class SpeakerSelector:
         self.hold = reindex(self.hold, mapping, 0)
         self.score = reindex(self.score, mapping, 0.0)
 
+    @property
+    def settings(self) -> tuple[float, int, float]:
+        """The gate settings (selectors with equal settings can be :meth:`merged`)."""
+        return (self._gate_power, self._hold_frames, self._decay)
+
+    @classmethod
+    def merged(cls, parts: Sequence[SpeakerSelector]) -> SpeakerSelector:
+        """One selector over the participants of ``parts`` laid end to end, sharing their state.
+
+        The parts' state arrays become views of the merged selector's, so a tick of either
+        updates both. ``top_k`` is the first part's; the caller applies each part's own with
+        :func:`loudest`. All parts must have the same :attr:`settings`.
+        """
+        whole = copy.copy(parts[0])
+        _share(whole, parts, ("hold", "score"))
+        return whole
+
     def select(self, power: FloatArray, candidates: BoolArray) -> BoolArray:
         """The contributing mask for this tick, given each frame's power and who may talk."""
+        gated = self.gate(power, candidates)
+        return gated if self.top_k is None else loudest(gated, self.score, self.top_k)
+
+    def gate(self, power: FloatArray, candidates: BoolArray) -> BoolArray:
+        """Advance the gate and peak levels by one tick; the candidates whose gate is open."""
         if power.shape != self.hold.shape or candidates.shape != self.hold.shape:
             raise MixerError(f"expected {self.hold.shape[0]} participants, got {power.shape}")
         hold = self.hold
@@ -232,16 +308,30 @@ class SpeakerSelector:
         hold[power > self._gate_power] = self._hold_frames
         self.score *= self._decay
         np.maximum(self.score, power, out=self.score)
-        gated = candidates & (self.hold > 0)
-        if self.top_k is None:
-            return gated
-        idx = gated.nonzero()[0]
-        if idx.size <= self.top_k:
-            return gated
-        best = idx[np.argpartition(-self.score[idx], self.top_k - 1)[: self.top_k]]
-        chosen = np.zeros_like(gated)
-        chosen[best] = True
-        return chosen
+        gated: BoolArray = candidates & (hold > 0)
+        return gated
+
+
+def loudest(gated: BoolArray, score: FloatArray, top_k: int) -> BoolArray:
+    """``gated`` narrowed to its ``top_k`` members of highest ``score`` (itself if no more than that)."""
+    idx = gated.nonzero()[0]
+    if idx.size <= top_k:
+        return gated
+    best = idx[np.argpartition(-score[idx], top_k - 1)[:top_k]]
+    chosen = np.zeros_like(gated)
+    chosen[best] = True
+    return chosen
+
+
+def _share(whole: Any, parts: Sequence[Any], names: tuple[str, ...]) -> None:
+    """Concatenate the parts' state arrays ``names`` into ``whole`` and make the parts' views of it."""
+    sizes = [getattr(p, names[0]).shape[0] for p in parts]
+    bounds = np.cumsum([0, *sizes]).tolist()
+    for name in names:
+        array = np.concatenate([getattr(p, name) for p in parts])
+        setattr(whole, name, array)
+        for p, a, b in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            setattr(p, name, array[a:b])
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +383,22 @@ class TalkerDetector:
         self._speech_run = np.zeros(n, dtype=np.int32)
         self._silence_run = np.zeros(n, dtype=np.int32)
 
+    @property
+    def settings(self) -> tuple[float, float, int, int]:
+        """The thresholds and debounce lengths (detectors with equal settings can be :meth:`merged`)."""
+        return (self.on_dbfs, self.off_dbfs, self.start_frames, self.stop_frames)
+
+    @classmethod
+    def merged(cls, parts: Sequence[TalkerDetector]) -> TalkerDetector:
+        """One detector over the participants of ``parts`` laid end to end, sharing their state.
+
+        The parts' state arrays become views of the merged detector's (see
+        :meth:`SpeakerSelector.merged`). All parts must have the same :attr:`settings`.
+        """
+        whole = copy.copy(parts[0])
+        _share(whole, parts, ("speaking", "_voiced", "_speech_run", "_silence_run"))
+        return whole
+
     def reindex(self, mapping: IndexArray) -> None:
         """Follow a change of the room's slots (see :func:`reindex`)."""
         self.speaking = reindex(self.speaking, mapping, False)
@@ -324,7 +430,7 @@ class TalkerDetector:
             voiced &= eligible
         if speech is not None:
             voiced &= speech
-        self._voiced = voiced
+        self._voiced[...] = voiced  # in place: the state may be a view of a merged detector's
         self._speech_run += 1
         self._speech_run *= voiced
         self._silence_run += 1

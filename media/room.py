@@ -15,10 +15,12 @@ audio of the tick and gets one output per participant back::
     result.mix        # the full mix at the room rate, for the conference recorder
 
 :class:`~trunkline.media.room_engine.EngineRoom` adapts this to the engine's ``MediaRoom`` protocol
-(``mix(inputs, now)`` keyed by stream, PCM in, payloads out). An inbound value is an RTP payload
-(``bytes``: the room decodes it), an int16 frame already decoded at the participant's codec rate, or
-``None`` when nothing arrived (silence for G.711, codec concealment otherwise); a payload the codec
-rejects counts as lost (:attr:`ConferenceRoom.decode_errors`) and a missing participant as ``None``.
+(``mix(inputs, now)`` keyed by stream, PCM in, payloads out); many small rooms are cheaper ticked
+together by :func:`~trunkline.media.room_batch.tick_rooms` (same results, one vectorised pass).
+An inbound value is an RTP payload (``bytes``: the room decodes it), an int16 frame already
+decoded at the participant's codec rate, or ``None`` when nothing arrived (silence for G.711, codec
+concealment otherwise); a payload the codec rejects counts as lost
+(:attr:`ConferenceRoom.decode_errors`) and a missing participant as ``None``.
 
 Internal rate: the room mixes at the highest sample rate of its participants' codecs (8 kHz for
 an all-G.711 room, 16 kHz with G.722, 48 kHz with Opus), capped by ``max_rate``; participants at
@@ -204,6 +206,9 @@ class ConferenceRoom:
         self._pending_events: list[SpeakerEvent] = []
         self._now = 0.0
         self._tick_count = 0
+        self._layout = 0  # bumped by every slot layout change (state arrays then are new)
+        self._batch_key: tuple[Any, ...] | None = None  # set when media.room_batch can mix this room
+        self._batch: Any = None  # the room_batch group whose state arrays this room's are views of
 
     # -- membership and state ---------------------------------------------------------------
 
@@ -410,6 +415,7 @@ class ConferenceRoom:
             start = stop
         self._slots_dirty = False
         self._masks_dirty = True
+        self._layout += 1
 
     def _rebuild_masks(self) -> None:
         order = self._order
@@ -431,6 +437,13 @@ class ConferenceRoom:
         self._any_stateful = bool(self._stateful.any())
         self._stateful_listening = self._stateful & ~self._held
         self._bounds = np.array([g.start for g in self._groups] + [len(order)], dtype=np.intp)
+        # G.711 at the room rate only, no coach, no VAD: rooms with the same key are mixed together.
+        batchable = all(g.batch for g in self._groups) and not self._any_coach and not self._any_stateful
+        self._batch_key = (
+            (self.detector.settings, self.selector.settings)
+            if batchable and self.vad_aggressiveness is None
+            else None
+        )
         self._masks_dirty = False
 
     # -- the tick -----------------------------------------------------------------------------

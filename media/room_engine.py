@@ -1,15 +1,17 @@
 """The engine side of a conference: :class:`EngineRoom` adapts a :class:`ConferenceRoom` to the
-media engine's ``MediaRoom`` hook (``MediaEngine.join_room``), one ``mix`` call per 20 ms tick."""
+media engine's ``MediaRoom`` hook (``MediaEngine.join_room``): one ``mix`` per 20 ms tick, or one
+``mix_many`` for all the engine's rooms, which mixes small G.711 rooms in one vectorised pass."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from trunkline.codecs.base import CodecInfo
 from trunkline.media.mixer import MixerError, PcmArray, SpeakerEvent
 from trunkline.media.room import ConferenceRoom, Participant, TickResult
+from trunkline.media.room_batch import tick_rooms
 
 
 class _Stream(Protocol):
@@ -28,7 +30,9 @@ class EngineRoom:
     each stream's encoded payload (``bytes``, sent as is; listeners of the shared mix get the same
     object). Speaker events, with the participant ids given to :meth:`join`, go to ``on_events``;
     ``last`` keeps the last :class:`TickResult` (its ``mix`` is the recording feed). A stream whose
-    codec changed (re-INVITE) is re-joined with the same state on the next tick.
+    codec changed (re-INVITE) is re-joined with the same state on the next tick. The engine calls
+    :meth:`mix_many` once per tick for all its ``EngineRoom`` rooms, which mixes the small G.711
+    ones together (:func:`~trunkline.media.room_batch.tick_rooms`, same results as :meth:`mix`).
     """
 
     def __init__(
@@ -62,12 +66,31 @@ class EngineRoom:
 
     def mix(self, inputs: Mapping[Any, PcmArray | None], now: float) -> dict[Any, PcmArray | bytes]:
         """One engine tick: PCM of every member in, one payload per member out."""
+        self._follow_codecs()
+        return self._deliver(self.room.tick(inputs, now))
+
+    @staticmethod
+    def mix_many(
+        rooms: Sequence[tuple[EngineRoom, Mapping[Any, PcmArray | None]]], now: float
+    ) -> list[dict[Any, PcmArray | bytes]]:
+        """:meth:`mix` for several rooms at once (``(adapter, inputs)`` pairs), outputs in order.
+
+        The engine calls this once per tick with all its rooms of this type: small G.711 rooms
+        are then mixed in one vectorised pass (:func:`~trunkline.media.room_batch.tick_rooms`).
+        """
+        for adapter, _inputs in rooms:
+            adapter._follow_codecs()
+        results = tick_rooms([adapter.room for adapter, _ in rooms], [inputs for _, inputs in rooms], now)
+        return [adapter._deliver(result) for (adapter, _), result in zip(rooms, results, strict=True)]
+
+    def _follow_codecs(self) -> None:
         codecs = self._codecs
         if [s.codec for s in codecs] != list(codecs.values()):  # identity first: one C-level pass
             for stream, info in list(codecs.items()):
                 if stream.codec is not info and stream.codec is not None:
                     self._rejoin(stream)
-        result = self.room.tick(inputs, now)
+
+    def _deliver(self, result: TickResult) -> dict[Any, PcmArray | bytes]:
         self.last = result
         if result.events and self.on_events is not None:
             ids = self._ids

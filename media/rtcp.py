@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from trunkline.media.jitter import ReceiveStats
+from trunkline.media.receive_stats import ReceiveStats
 
 __all__ = [
     "NTP_EPOCH_OFFSET",

@@ -169,6 +169,7 @@ class _Playback:
         if not self.loops:
             source = self._current = _Counting(source)
         self.owner.player.enqueue(source, self._done)
+        self.owner.media_changed()
 
     def _done(self, completed: bool) -> None:
         if not completed:
@@ -302,11 +303,15 @@ class CallMedia:
         self.capture: list[PcmArray] | None = None
         self.room: MediaRoom | None = None
 
+    def media_changed(self) -> None:
+        """Hook: this leg's consumers or own output changed (``RtpStream`` closes its relay gates)."""
+
     def reset_player(self, rate: int) -> None:
         """New codec rate: prompts in progress are cut (they resume with the next verb)."""
         if rate != self.player.sample_rate:
             self.player.stop()
             self.player = Player(rate)
+            self.media_changed()
 
     # -- playback --------------------------------------------------------------------------------
 
@@ -469,6 +474,7 @@ class CallMedia:
                 self.dtmf_tx.append((ch.upper(), duration_ms, None))
                 self.dtmf_tx.extend([None] * gap_ticks)
         self.dtmf_tx.append(("done", 0, future))
+        self.media_changed()
         await future
 
     # -- recording -------------------------------------------------------------------------------
@@ -498,6 +504,7 @@ class CallMedia:
         for s in sources:
             if s is not None:
                 s.taps += 1
+                s.media_changed()
         self.engine.recordings.add(rec)
         return rec
 
@@ -525,6 +532,7 @@ class CallMedia:
             barge_in_ms=barge_in_ms,
         )
         self.endpointer = Endpointer(detector, tracker)
+        self.media_changed()
         self.speech_started.clear()
 
     def stop_speech_detection(self) -> None:
@@ -552,6 +560,7 @@ class CallMedia:
         if self.capture is None:
             self.capture = []
             self.taps += 1
+            self.media_changed()
 
     def captured_audio(self) -> PcmArray:
         """The audio captured so far (8 kHz mono int16)."""

@@ -1,8 +1,9 @@
 """One RTP stream per call leg: sockets, symmetric RTP, jitter buffer, RFC 4733, RTCP.
 
 An :class:`RtpStream` is the thin asyncio layer around the sans-I/O media cores for
-one leg.  Its UDP sockets are read with ``loop.add_reader`` and drained until
-``BlockingIOError`` on every wake-up (DESIGN.md section 2); each datagram is parsed
+one leg.  Its UDP sockets are polled by the engine's
+:class:`~trunkline.media.poller.DatagramPoller` (one epoll set for every stream, one
+datagram read per ready socket and round); each datagram is parsed
 (:class:`~trunkline.media.rtp.RtpPacket`), checked and then
 
 * RTP audio goes to :class:`~trunkline.media.jitter.ReceiveStats` and the
@@ -34,25 +35,25 @@ from trunkline.codecs.opus import OPUS_RATES
 from trunkline.codecs.registry import create_decoder, create_encoder, get_codec
 from trunkline.codecs.resample import Resampler
 from trunkline.gateway.sip.sdp import NegotiatedMedia
-from trunkline.media.jitter import FrameKind, JitterBuffer, ReceiveStats
+from trunkline.media.jitter import FrameKind, JitterBuffer
 from trunkline.media.ports import PortPair
+from trunkline.media.receive_stats import ReceiveStats
 from trunkline.media.rtp import RtpPacket, is_rtcp
 from trunkline.media.session import CallMedia
 from trunkline.media.stream_rtcp import RTCP_INTERVAL, RtcpReporting
-from trunkline.media.telephone_event import DtmfReceiver, DtmfSender
+from trunkline.media.stream_send import RelayGate, RtpSending
+from trunkline.media.telephone_event import DtmfReceiver
 
 if TYPE_CHECKING:
     from trunkline.media.engine import MediaEngine
 
 __all__ = ["RTCP_INTERVAL", "RtpStream", "StreamError", "StreamStats"]
 
-_HEADER = struct.Struct("!BBHII")
 _AFTER_FIRST = struct.Struct("!BHII")
 
 _MAX_DATAGRAM = 2048
 #: Shared generator for SSRCs, sequence numbers and timestamps (seeding one per stream costs ~30 us).
 _RNG = random.Random()
-_DRAIN_LIMIT = 4096  # datagrams per wake-up, so that one flooded leg cannot starve the clock
 G711_LAWS = {"PCMU": "ulaw", "PCMA": "alaw"}
 _PTIME_SAMPLES = frozenset((80, 160, 240, 320, 480))  # 10-60 ms at an 8 kHz RTP clock
 
@@ -90,7 +91,7 @@ class StreamStats:
         self.rtcp_received = 0
 
 
-class RtpStream(CallMedia, RtcpReporting):
+class RtpStream(RtpSending, CallMedia, RtcpReporting):
     """One call leg's RTP/RTCP session, created by :meth:`MediaEngine.open_stream`.
 
     Put :attr:`local_address` / :attr:`local_port` in the SDP, then call
@@ -154,10 +155,12 @@ class RtpStream(CallMedia, RtcpReporting):
         self._fwd_seq_off = 0
         self._fwd_ts_off = 0
         self._fwd_max_seq = 0
-        # Receive buffer, reused for every datagram (the relay fast path rewrites it in place).
-        self._rx_buf = bytearray(_MAX_DATAGRAM)
-        self._rx_view = memoryview(self._rx_buf)
-        self._rx_scratch = RtpPacket()  # header fields for ReceiveStats on the fast path
+        # The engine's receive buffer, shared by every stream (a datagram is handled before the
+        # next is read; the relay fast path rewrites it in place): one hot buffer, not one each.
+        self._rx_buf = engine.rx_buffer
+        self._rx_view = engine.rx_view
+        #: The relay fast path's view of this leg's bridge; None while packets take the general path.
+        self.relay_gate: RelayGate | None = None
 
         # Engine-side per-tick state.
         self.tick_in: PcmArray | None = None  # this tick's decoded input at sample_rate
@@ -183,9 +186,12 @@ class RtpStream(CallMedia, RtcpReporting):
         self._sent_since_report = False
         CallMedia.__init__(self)
 
-        self.loop.add_reader(ports.rtp_sock.fileno(), self._on_rtp_readable)
+        self._recvfrom_into = ports.rtp_sock.recvfrom_into
+        self._rtp_fd = ports.rtp_sock.fileno()
+        poller = engine.poller
+        poller.add(self._rtp_fd, self._on_rtp_readable)
         if ports.rtcp_sock is not None:
-            self.loop.add_reader(ports.rtcp_sock.fileno(), self._on_rtcp_readable)
+            poller.add(ports.rtcp_sock.fileno(), self._on_rtcp_readable)
 
     # -- addresses -------------------------------------------------------------------------------
 
@@ -235,6 +241,7 @@ class RtpStream(CallMedia, RtcpReporting):
         old = self.negotiated
         codec_changed = old is None or old.codec.rtpmap.lower() != negotiated.codec.rtpmap.lower()
         self.negotiated = negotiated
+        self.media_changed()
         if codec_changed:
             # Mono PCM throughout: a mono libopus decoder downmixes a stereo sender.
             self.codec = info
@@ -311,6 +318,7 @@ class RtpStream(CallMedia, RtcpReporting):
 
     def _set_rx_ptime(self, ptime_ms: int) -> None:
         assert self.codec is not None
+        self.media_changed()
         self.jitter = JitterBuffer(self.codec.clock_rate, ptime_ms)
         self.rx_frame_samples = self.sample_rate * ptime_ms // 1000
         self.rx_fifo = np.zeros(0, dtype=np.int16)
@@ -323,74 +331,77 @@ class RtpStream(CallMedia, RtcpReporting):
 
     # -- receive path ----------------------------------------------------------------------------
 
-    def _on_rtp_readable(self) -> None:
-        # Drain until BlockingIOError (DESIGN.md section 2) into one preallocated buffer;
-        # only packets that cannot take the relay fast path are copied out as bytes.
-        recv_into = self.sock.recvfrom_into
-        buf = self._rx_buf
-        view = self._rx_view
-        now = self.loop.time()
-        mux = self.ports.rtcp_mux
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                n, addr = recv_into(buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            if (
-                n > 12
-                and buf[0] == 0x80
-                and (self._relay_fast(n, addr, now) if self.relay else self._audio_fast(n, addr, now))
-            ):
-                continue
-            data = bytes(view[:n])
-            if mux and is_rtcp(data):
-                self._handle_rtcp(data, addr)
-            else:
-                self.handle_rtp(data, addr, now)
+    def _on_rtp_readable(self, now: float) -> None:
+        """Read one datagram (the engine's poller calls again while the socket stays readable).
 
-    def _relay_fast(self, n: int, addr: tuple[str, int], now: float) -> bool:
-        """Relay the packet in ``_rx_buf`` without building an :class:`RtpPacket`; False: take the slow path.
-
-        Only the common case qualifies: a plain RFC 3550 header (V=2, no padding,
-        extension or CSRC: first octet 0x80), the negotiated audio payload type from the
-        latched source and SSRC, a packet time the jitter buffer already knows, and no
-        consumer of this leg's audio (recorder, detector, VAD).  Everything else,
-        RFC 4733 events and RTCP included, goes through :meth:`handle_rtp`.
+        While a relay gate is open the poller calls :meth:`RelayGate.on_readable` instead.
         """
-        buf = self._rx_buf
-        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, 1)
+        try:
+            n, addr = self._recvfrom_into(self._rx_buf)
+        except OSError:  # BlockingIOError, InterruptedError, ICMP errors reported on the socket
+            return
+        self.on_datagram(n, addr, now)
+
+    def on_datagram(self, n: int, addr: tuple[str, int], now: float) -> None:
+        """Handle the datagram of ``n`` octets from ``addr`` now in the engine's receive buffer.
+
+        Only packets that cannot take the fast path (:meth:`_audio_fast`) are copied out as
+        ``bytes`` for :meth:`handle_rtp`.
+        """
+        if n > 12 and self._rx_buf[0] == 0x80 and not self.relay and self._audio_fast(n, addr, now):
+            return
+        data = bytes(self._rx_view[:n])
+        if self.ports.rtcp_mux and is_rtcp(data):
+            self._handle_rtcp(data, addr)
+        else:
+            self.handle_rtp(data, addr, now)
+
+    def _open_relay_gate(self, stats: ReceiveStats) -> None:
+        """After a packet was relayed by the general path: let the next ones take the fast path
+        if the bridge is in its steady state (nobody else reads this leg's audio or writes the
+        peer's, the peer forwards this very source)."""
+        peer = self.peer
+        remote = self.remote
+        out_remote = peer.remote if peer is not None else None
         if (
-            (second & 0x7F) != self.payload_type
-            or ssrc != self._latched_ssrc
+            peer is None
+            or remote is None
+            or out_remote is None
+            or not self.relay
             or not self.latched
-            or addr != self.remote
             or not self.receiving
+            or self._latched_ssrc != stats.ssrc
             or self.taps
             or self.dtmf_slot is not None
             or self.endpointer is not None
+            or not peer.sending
+            or peer.output_busy()
+            or peer._fwd_src != stats.ssrc
         ):
-            return False
-        peer = self.peer
-        stats = self.rx_stats
-        size = n - 12
-        if (
-            peer is None
-            or stats is None
-            or stats.ssrc != ssrc
-            or (self.sized_ptime and size != self.jitter.samples_per_frame and size in _PTIME_SAMPLES)
-        ):
-            return False
-        self.stats.packets_received += 1
-        scratch = self._rx_scratch
-        scratch.sequence_number = seq
-        scratch.timestamp = ts
-        if len(scratch.payload) != size:
-            scratch.payload = bytes(size)  # only its length is read (octet count)
-        stats.update(scratch, now)
-        peer.relay_into(buf, n, seq, ts, ssrc, second & 0x80, peer.payload_type)
-        return True
+            self.relay_gate = None
+            return
+        gate = self.relay_gate = RelayGate(
+            recv_into=self._recvfrom_into,
+            buffer=self._rx_buf,
+            view=self._rx_view,
+            general=self.on_datagram,
+            payload_type=self.payload_type,
+            ssrc=stats.ssrc,
+            source=remote,
+            frame_bytes=self.jitter.samples_per_frame if self.sized_ptime else 0,
+            stats=stats,
+            in_counters=self.stats,
+            peer=peer,
+            out_sock=peer.sock,
+            out_remote=out_remote,
+            out_payload_type=peer.payload_type,
+            out_ssrc=peer.ssrc,
+            seq_offset=peer._fwd_seq_off,
+            ts_offset=peer._fwd_ts_off,
+            ts_step=peer.ts_step,
+            out_counters=peer.stats,
+        )
+        self.engine.poller.replace(self._rtp_fd, gate.on_readable)
 
     def _audio_fast(self, n: int, addr: tuple[str, int], now: float) -> bool:
         """File the audio packet in ``_rx_buf`` into the jitter buffer; False: take :meth:`handle_rtp`.
@@ -458,8 +469,10 @@ class RtpStream(CallMedia, RtcpReporting):
             self.remote = addr
             self.latched = True
             self._latched_ssrc = packet.ssrc
+            self.media_changed()
         elif packet.ssrc != self._latched_ssrc:
             self._latched_ssrc = packet.ssrc  # the same peer restarted its stream
+            self.media_changed()
         if not self.receiving:
             return
         peer = self.peer
@@ -487,6 +500,8 @@ class RtpStream(CallMedia, RtcpReporting):
             # Decode a relayed leg only for its consumers (the bridge itself needs no PCM).
             if not (self.taps or self.dtmf_slot is not None or self.endpointer is not None):
                 stats.update(packet, now)
+                if self.relay_gate is None:
+                    self._open_relay_gate(stats)
                 return
         if stats is not jitter.stats:
             stats.update(packet, now)
@@ -520,167 +535,6 @@ class RtpStream(CallMedia, RtcpReporting):
             or self.room is not None
             or (self.peer is not None and not self.relay)
         )
-
-    # -- send path -------------------------------------------------------------------------------
-
-    def output_busy(self) -> bool:
-        """Whether the tick path owns the output (prompt playing, DTMF being sent)."""
-        return bool(self.dtmf_tx) or self.player.playing
-
-    def forward(self, packet: RtpPacket, payload_type: int) -> None:
-        """Relay ``packet`` from the bridged peer out of this stream (same codec, no transcoding).
-
-        The peer's SSRC, sequence numbers and timestamps are mapped by constant
-        offsets into this stream's own space, so gaps and reordering pass through
-        unchanged while the far end sees one consistent source.  The offsets are
-        recomputed when the source changes or when this stream sent audio of its own.
-        """
-        buf = bytearray(12 + len(packet.payload))
-        buf[12:] = packet.payload
-        self.relay_into(
-            buf,
-            len(buf),
-            packet.sequence_number,
-            packet.timestamp,
-            packet.ssrc,
-            0x80 if packet.marker else 0,
-            payload_type,
-        )
-
-    def relay_into(
-        self, buf: bytearray, n: int, seq: int, ts: int, ssrc: int, marker: int, payload_type: int
-    ) -> None:
-        """:meth:`forward` on a raw packet: ``buf[:n]`` is sent with its 12-octet header rewritten in place.
-
-        The relay fast path hands over the peer's receive buffer as it is (a plain RTP
-        header, ``marker`` is its M bit: 0 or 0x80); the first header octet is set to
-        0x80 and the rest of the header (M/PT, sequence number, timestamp, SSRC) packed
-        with ``pack_into``, so the payload is never copied.
-        """
-        remote = self.remote
-        if not self.sending or remote is None or self.dtmf_tx or self.player.playing:
-            return
-        if ssrc != self._fwd_src:
-            self._fwd_src = ssrc
-            self._fwd_seq_off = (self.seq - seq) & 0xFFFF
-            self._fwd_ts_off = (self.ts - ts) & 0xFFFFFFFF
-            self._fwd_max_seq = (seq - 1) & 0xFFFF
-            marker = 0x80  # a new source or the end of our own audio: a new talkspurt
-        out_seq = (seq + self._fwd_seq_off) & 0xFFFF
-        out_ts = (ts + self._fwd_ts_off) & 0xFFFFFFFF
-        if 0 < (seq - self._fwd_max_seq) & 0xFFFF < 0x8000:
-            self._fwd_max_seq = seq
-            self.seq = (out_seq + 1) & 0xFFFF
-            if payload_type == self.payload_type:
-                self.ts = (out_ts + self.ts_step) & 0xFFFFFFFF
-        self.marker_next = False
-        _HEADER.pack_into(buf, 0, 0x80, marker | payload_type, out_seq, out_ts, self.ssrc)
-        stats = self.stats
-        try:
-            self.sock.sendto(memoryview(buf)[:n] if n != len(buf) else buf, remote)
-        except OSError:  # BlockingIOError included: a full socket buffer drops the packet
-            stats.send_drops += 1
-            return
-        stats.packets_sent += 1
-        stats.octets_sent += n - 12
-        stats.packets_relayed += 1
-        self._sent_since_report = True
-
-    def send_audio(self, payload: bytes) -> None:
-        """Send one 20 ms frame produced on the tick (advances our sequence number).
-
-        One ``pack`` of the header, one concatenation and one ``sendto``: the payload may be
-        the one ``bytes`` object a conference room shares between all its listeners.  (Packing
-        into a per-stream ``bytearray`` and copying the payload behind it measured slower:
-        0.40 against 0.20 us.)
-        """
-        marker = self.marker_next
-        self.marker_next = False
-        self._fwd_src = None  # a relay resuming later must re-anchor its offsets
-        seq = self.seq
-        self.seq = (seq + 1) & 0xFFFF
-        remote = self.remote
-        if remote is None:
-            return
-        header = _HEADER.pack(0x80, (0x80 if marker else 0) | self.payload_type, seq, self.ts, self.ssrc)
-        stats = self.stats
-        try:
-            self.sock.sendto(header + payload, remote)
-        except OSError:  # BlockingIOError included: a full socket buffer drops the packet
-            stats.send_drops += 1
-            return
-        stats.packets_sent += 1
-        stats.octets_sent += len(payload)
-        self._sent_since_report = True
-
-    def send_packet(self, packet: RtpPacket) -> None:
-        """Send a prepared packet (RFC 4733 events) in our sequence space."""
-        packet.sequence_number = self.seq
-        packet.ssrc = self.ssrc
-        self.seq = (self.seq + 1) & 0xFFFF
-        self._fwd_src = None
-        self._send(packet.serialize())
-
-    def _send(self, data: bytes) -> bool:
-        remote = self.remote
-        if remote is None:
-            return False
-        try:
-            self.ports.rtp_sock.sendto(data, remote)
-        except (BlockingIOError, InterruptedError):
-            self.stats.send_drops += 1
-            return False
-        except OSError:
-            self.stats.send_drops += 1
-            return False
-        self.stats.packets_sent += 1
-        self.stats.octets_sent += len(data) - 12
-        self._sent_since_report = True
-        return True
-
-    def advance_clock(self) -> None:
-        """One tick passed: the RTP timestamp advances by one frame whether or not we sent."""
-        self.ts = (self.ts + self.ts_step) & 0xFFFFFFFF
-
-    def cancel_dtmf(self) -> None:
-        """Drop digits queued for sending (hold, close); their ``send_dtmf`` calls return."""
-        for item in self.dtmf_tx:
-            if isinstance(item, tuple) and item[2] is not None and not item[2].done():
-                item[2].set_result(None)
-        self.dtmf_tx.clear()
-
-    def dtmf_tick(self) -> bool:
-        """Send this tick's RFC 4733 packet if a digit is being sent; True if the tick is taken."""
-        queue = self.dtmf_tx
-        while queue:
-            item = queue[0]
-            if isinstance(item, tuple):
-                digit, ticks, fut = item
-                queue.popleft()
-                if digit == "done":
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
-                    continue
-                if digit in "wW":
-                    queue.extendleft([None] * ticks)
-                    continue
-                sender = DtmfSender(
-                    self.ssrc,
-                    payload_type=self.te_payload_type,
-                    clock_rate=self.te_clock_rate,
-                    interval_ms=20,
-                    sequence_number=self.seq,
-                )
-                packets = [p for _, p in sender.packets(digit, start_timestamp=self.ts, duration_ms=ticks)]
-                queue.extendleft(reversed(packets))
-                continue
-            queue.popleft()
-            if item is None:
-                return False  # a pause: normal audio this tick
-            self.send_packet(item)
-            self.marker_next = True  # audio after an event starts a new talkspurt
-            return True
-        return False
 
     # -- per-tick helpers used by the engine -----------------------------------------------------
 
@@ -772,15 +626,17 @@ class RtpStream(CallMedia, RtcpReporting):
         if self.negotiated is not None:
             self.send_rtcp_bye()
         self.closed = True
+        self.media_changed()
         for timer in (self._rtcp_timer, self._dtmf_timer):
             if timer is not None:
                 timer.cancel()
         self.stop_playback()
         self.cancel_dtmf()
         await self.engine.stream_closed(self)
-        self.loop.remove_reader(self.ports.rtp_sock.fileno())
+        poller = self.engine.poller
+        poller.remove(self.ports.rtp_sock.fileno())
         if self.ports.rtcp_sock is not None:
-            self.loop.remove_reader(self.ports.rtcp_sock.fileno())
+            poller.remove(self.ports.rtcp_sock.fileno())
         self.engine.ports.release(self.ports)
         self.close_session()
 

@@ -15,7 +15,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from trunkline.media.jitter import ReceiveStats
+from trunkline.media.receive_stats import ReceiveStats
 from trunkline.media.rtcp import (
     RtcpBye,
     RtcpReceiverReport,
@@ -43,7 +43,6 @@ RTCP_INTERVAL = 5.0
 #: for the timer reconsideration's effect of making reports come early on average.
 _RTCP_COMPENSATION = math.e - 1.5
 _MAX_DATAGRAM = 2048
-_DRAIN_LIMIT = 4096
 
 
 class RtcpReporting:
@@ -67,17 +66,15 @@ class RtcpReporting:
     _rtcp_timer: asyncio.TimerHandle | None
     _sent_since_report: bool
 
-    def _on_rtcp_readable(self) -> None:
+    def _on_rtcp_readable(self, now: float) -> None:
+        # One datagram per call: the engine's poller calls again while the socket is readable.
         sock = self.ports.rtcp_sock
         assert sock is not None
-        for _ in range(_DRAIN_LIMIT):
-            try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            self._handle_rtcp(data, addr)
+        try:
+            data, addr = sock.recvfrom(_MAX_DATAGRAM)
+        except OSError:  # BlockingIOError, InterruptedError, ICMP errors reported on the socket
+            return
+        self._handle_rtcp(data, addr)
 
     def _rtcp_interval(self, initial: bool) -> float:
         # RFC 3550 section 6.3.1 / 6.2: randomise over [0.5, 1.5] x the interval, compensate,

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +29,6 @@ from trunkline.media.session import Interrupt, PlayOutcome
 from trunkline.media.stream import RtpStream
 
 SIPP = Path("/usr/share/sip-tester")
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    base = random.randrange(30000, 60000, 2000)
-    eng = MediaEngine(RtpConfig("127.0.0.1", base, base + 1999))
-    await eng.start()
-    yield eng
-    await eng.stop()
 
 
 @pytest.fixture

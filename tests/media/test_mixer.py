@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,9 @@ from trunkline.media.mixer import (
     SpeakerSelector,
     TalkerDetector,
     frame_power,
+    loudest,
     mix_minus,
+    mix_minus_rooms,
     power_to_dbfs,
     reindex,
     saturate,
@@ -191,3 +195,56 @@ def test_stack_frames_fast_paths_and_refusals() -> None:
     assert stack_frames([pcm[0], payloads[1]], FRAME, ulaw_decode) is None
     assert stack_frames([payloads[0], payloads[1][:80]], FRAME, ulaw_decode) is None  # short payload
     assert stack_frames([pcm[0].astype(np.int32), pcm[1]], FRAME, ulaw_decode) is None  # wrong dtype
+
+
+@pytest.mark.parametrize(
+    ("sizes", "share"),
+    [
+        ([3, 1, 4, 2, 5], 0.6),  # many talkers in few rooms: one segment sum per room
+        ([3, 1, 4, 2, 5, 6, 2, 3, 4, 5, 2, 3, 3, 4, 2, 2, 3, 3], 0.25),  # few talkers, many rooms
+    ],
+)
+def test_mix_minus_rooms_equals_mix_minus_room_by_room(sizes: list[int], share: float) -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(-20000, 20000, (sum(sizes), FRAME)).astype(np.int16)  # clipping happens
+    contributing = rng.random(sum(sizes)) < share
+    contributing[3] = False  # room 1 (one member) has no contributor
+    room_of = np.repeat(np.arange(len(sizes)), sizes)
+    extra = {2: sine(440.0), 4: sine(880.0)}  # announcements of rooms 2 and 4
+    res = mix_minus_rooms(frames, contributing, room_of, len(sizes), extra)
+    assert res.rows.tolist() == np.flatnonzero(contributing).tolist()
+    assert res.mix.shape == (len(sizes), FRAME) and res.outputs.shape == (res.rows.size, FRAME)
+    bounds = np.cumsum([0, *sizes])
+    for r, (a, b) in enumerate(itertools.pairwise(bounds)):
+        alone = mix_minus(frames[a:b], contributing[a:b], extra=extra.get(r))
+        assert np.array_equal(res.mix[r], alone.mix), r
+        assert np.array_equal(res.total[r], alone.total), r
+        mine = (res.rows >= a) & (res.rows < b)
+        assert np.array_equal(res.rows[mine] - a, alone.rows), r
+        assert np.array_equal(res.outputs[mine], alone.outputs), r
+    assert not res.mix[1].any()
+    with pytest.raises(MixerError, match="extra must have shape"):
+        mix_minus_rooms(frames, contributing, room_of, len(sizes), {0: sine(440.0, samples=80)})
+    with pytest.raises(MixerError, match="room_of must have shape"):
+        mix_minus_rooms(frames, contributing, room_of[:-1], len(sizes))
+
+
+def test_merged_detector_and_selector_share_the_parts_state() -> None:
+    parts = [TalkerDetector(2, start_ms=40), TalkerDetector(3, start_ms=40)]
+    whole = TalkerDetector.merged(parts)
+    assert whole.settings == parts[0].settings and whole.speaking.shape == (5,)
+    loud = np.array([-20.0, -90.0, -90.0, -20.0, -20.0])
+    started = [whole.update(loud)[0].tolist() for _ in range(2)]
+    assert started == [[], [0, 3, 4]]
+    assert parts[0].speaking.tolist() == [True, False]
+    assert parts[1].speaking.tolist() == [False, True, True]
+    # A part ticked on its own updates the merged state too (its arrays are views).
+    parts[1].update(np.full(3, -90.0), eligible=np.zeros(3, dtype=np.bool_))
+    assert whole._silence_run.tolist() == [0, 2, 3, 1, 1]
+    selectors = [SpeakerSelector(2, top_k=1), SpeakerSelector(1, top_k=1)]
+    sel = SpeakerSelector.merged(selectors)
+    gated = sel.gate(np.array([1e6, 4e6, 9e6]), np.ones(3, dtype=np.bool_))
+    assert gated.tolist() == [True, True, True]
+    assert selectors[0].score.tolist() == [1e6, 4e6] and selectors[1].hold.tolist() == [sel.hold[2]]
+    assert loudest(gated[:2], sel.score[:2], 1).tolist() == [False, True]
+    assert loudest(gated, sel.score, 5) is gated
