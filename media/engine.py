@@ -19,13 +19,17 @@ Each tick, across all active streams at once:
    (resampled to this leg's rate when the codecs differ), else its room, else silence;
 5. **encode in batches** (G.711 per law in one numpy call) and ``sendto``.
 
-Two legs bridged with the same codec and packet time are relayed packet by packet
-as they arrive, in the socket reader (:meth:`~trunkline.media.stream.RtpStream.relay_into`):
-no jitter buffer delay, no decode or encode, no packet object (the header is
-rewritten in place in the receive buffer: SSRC/sequence/timestamp mapped into the
-outgoing leg's own space), RFC 4733 events passed through.  Such a leg is decoded on
-the tick only when something consumes its audio (recorder, detector, VAD), and a
-relayed leg with nothing to play or send is skipped by the tick altogether.
+Every stream's sockets are read through one :class:`~trunkline.media.poller.DatagramPoller`
+(one epoll set behind one event-loop reader, one datagram per ready socket and round) into
+one shared receive buffer.  Two legs bridged with the same codec and packet time are relayed
+packet by packet as they arrive, in that reader: no jitter buffer delay, no decode or encode,
+no packet object (the header is rewritten in place in the receive buffer: SSRC/sequence/
+timestamp mapped into the outgoing leg's own space), RFC 4733 events passed through.  In the
+steady state the poller hands such a packet straight to the leg's
+:class:`~trunkline.media.stream_send.RelayGate`, a small object holding everything the relay
+needs.  Such a leg is decoded on the tick only when something consumes its audio (recorder,
+detector, VAD), and a relayed leg with nothing to play or send is skipped by the tick
+altogether.
 
 The clock is scheduled against absolute deadlines (``loop.call_at(t0 + n * 0.02)``),
 so it does not drift; ticks that start late are counted (:attr:`MediaEngine.late_ticks`)

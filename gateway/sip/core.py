@@ -561,9 +561,9 @@ class SipCore:
         A non-100 response gets ``to_tag`` (or a fresh tag) when the request's To has none.
         """
         extra = [("Server", self.user_agent), *headers]
-        response = make_response(
-            request, status, reason, to_tag=to_tag or new_tag(), headers=extra, body=body
-        )
+        if to_tag is None and status != 100:
+            to_tag = new_tag()  # 100 Trying never carries a To tag (8.2.6.1): no tag to draw
+        response = make_response(request, status, reason, to_tag=to_tag, headers=extra, body=body)
         self.layer.send_response(response, now, transaction_id)
         if status >= 200:
             # A CANCEL after the final response no longer reaches the TU (RFC 3261 section 9.2;

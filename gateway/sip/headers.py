@@ -13,7 +13,7 @@ Treat values as immutable snapshots (messages cache them): derive changed copies
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from trunkline.gateway.sip.grammar import (
     ADDR_SPEC,
@@ -184,7 +184,8 @@ class Via:
         """Return a copy with parameters added or replaced (e.g. ``received``, ``rport``)."""
         merged = dict(self.params)
         merged.update(params)
-        return replace(self, params=merged)
+        # The constructor, not dataclasses.replace: the same copy at a fraction of the cost.
+        return type(self)(self.transport, self.host, self.port, merged, self.protocol)
 
     def serialize(self) -> str:
         """Return the via-parm text."""
@@ -262,7 +263,7 @@ class NameAddr:
         """Return a copy with header parameters added or replaced."""
         merged = dict(self.params)
         merged.update(params)
-        return replace(self, params=merged)
+        return type(self)(self.uri, self.display_name, merged)
 
     def serialize(self) -> str:
         """Return the name-addr text (always in the ``<uri>`` form)."""

@@ -91,9 +91,24 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+# header name as given -> (key, canonical spelling); bounded memo of the names the code and the
+# wire use (a few dozen), so that lookups do not lower-case and map the name every time.
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def _names(name: str) -> tuple[str, str]:
+    entry = _NAMES.get(name)
+    if entry is None:
+        canon = _CANONICAL.get(name.lower())
+        entry = (canon.lower(), canon) if canon is not None else (name.lower(), name)
+        if len(_NAMES) < 4096:
+            _NAMES[name] = entry
+    return entry
+
+
 def _key(name: str) -> str:
-    canon = _CANONICAL.get(name.lower())
-    return canon.lower() if canon is not None else name.lower()
+    entry = _NAMES.get(name)
+    return (entry if entry is not None else _names(name))[0]
 
 
 class Headers:
@@ -120,7 +135,7 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """First value of header ``name`` (raw text), or ``default``."""
-        key = _key(name)
+        key = (_NAMES.get(name) or _names(name))[0]
         for k, _, value in self._items:
             if k == key:
                 return value
@@ -166,7 +181,8 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        self._items.append((_key(name), canonical_name(name), value))
+        key, canon = _NAMES.get(name) or _names(name)
+        self._items.append((key, canon, value))
         self._cache.clear()
 
     def insert_first(self, name: str, value: str) -> None:
@@ -248,6 +264,14 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
 
+    def drop_parsed(self) -> None:
+        """Forget the typed views parsed so far (they are parsed again if asked for).
+
+        For a message that stays referenced long after its use (an INVITE kept by its server
+        transaction for 64*T1, RFC 6026): its text is all that is left to keep.
+        """
+        self._cache.clear()
+
     def cached(self, key: str, build: Callable[[], _T]) -> _T:
         """Return ``build()`` memoised under ``key`` until the headers change."""
         try:
@@ -299,6 +323,9 @@ class _MessageBase:
     def via(self) -> list[Via]:
         """All Via values, top first."""
         headers = self.headers
+        hit: list[Via] | None = headers._cache.get("via")  # the hot path: no closure built
+        if hit is not None:
+            return hit
         return headers.cached("via", lambda: [Via.parse(v) for v in headers.get_all("Via")])
 
     @property
@@ -312,6 +339,9 @@ class _MessageBase:
     @property
     def cseq(self) -> CSeq:
         """The CSeq (raises ``SipParseError`` if missing or malformed)."""
+        hit: CSeq | None = self.headers._cache.get("cseq")
+        if hit is not None:
+            return hit
         return self.headers.cached("cseq", lambda: CSeq.parse(self._one("CSeq")))
 
     @property
@@ -322,11 +352,17 @@ class _MessageBase:
     @property
     def from_(self) -> NameAddr:
         """The From header (raises ``SipParseError`` if missing or malformed)."""
+        hit: NameAddr | None = self.headers._cache.get("from")
+        if hit is not None:
+            return hit
         return self.headers.cached("from", lambda: NameAddr.parse(self._one("From"), "From"))
 
     @property
     def to(self) -> NameAddr:
         """The To header (raises ``SipParseError`` if missing or malformed)."""
+        hit: NameAddr | None = self.headers._cache.get("to")
+        if hit is not None:
+            return hit
         return self.headers.cached("to", lambda: NameAddr.parse(self._one("To"), "To"))
 
     @property
@@ -526,6 +562,7 @@ def make_response(
     """
     add_tag = to_tag is not None and status_code != 100 and not _to_has_tag(request)
     out: list[tuple[str, str, str]] = []
+    added = False
     for item in request.headers._items:
         key = item[0]
         if key in _COPIED:
@@ -535,6 +572,7 @@ def make_response(
             if add_tag:
                 value = f"{value};tag={to_tag}"
                 add_tag = False
+                added = True
             out.append((key, item[1], value))
     response = SipResponse(
         status_code,
@@ -542,7 +580,35 @@ def make_response(
         Headers._from_triples(out),
         body,
     )
+    copied_only = True
     if headers is not None:
         for name, value in headers:
             response.headers.add(name, value)
+            if copied_only and _key(name) in _SEEDED:
+                copied_only = False
+    if copied_only:
+        _seed(request.headers._cache, response.headers._cache, to_tag if added else None)
     return response
+
+
+# Typed views a response shares with its request when it copies their header lines unchanged.
+_SEEDED = frozenset(("via", "from", "cseq", "to"))
+_TAG_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # token (section 25.1)
+
+
+def _seed(parsed: dict[str, Any], cache: dict[str, Any], to_tag: str | None) -> None:
+    """Give a new response the request's parsed Via, From, CSeq and To (plus the To tag added):
+    the same header text parses to equal values, so 2xx/dialog code need not parse them again."""
+    if not parsed:
+        return
+    for key in ("via", "from", "cseq"):
+        value = parsed.get(key)
+        if value is not None:
+            cache[key] = value
+    to = parsed.get("to")
+    if to is None:
+        return
+    if to_tag is None:
+        cache["to"] = to
+    elif _TAG_TOKEN.fullmatch(to_tag) is not None:
+        cache["to"] = to.with_tag(to_tag)

@@ -13,8 +13,10 @@ sent in this session) so the ``o=`` line follows RFC 3264 §8.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -89,6 +91,7 @@ def _new_session_id() -> int:
     return secrets.randbits(62)
 
 
+@functools.lru_cache(maxsize=256)
 def _addrtype(address: str) -> str:
     try:
         return "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
@@ -297,6 +300,28 @@ def negotiate_answer(
     return _versioned(answer, previous), negotiated
 
 
+def _split_codecs(codecs: tuple[RtpFormat, ...]) -> tuple[tuple[RtpFormat, ...], tuple[RtpFormat, ...]]:
+    """Our audio codecs and our telephone-event formats, each in preference order (remembered
+    per codec tuple object: every call of a node offers the same configured tuple)."""
+    entry = _SPLIT.get(id(codecs))
+    if entry is not None and entry[0] is codecs:
+        return entry[1], entry[2]
+    audio = tuple(c for c in codecs if not c.is_telephone_event)
+    events = tuple(c for c in codecs if c.is_telephone_event)
+    if len(_SPLIT) >= 64:
+        _SPLIT.clear()
+    _SPLIT[id(codecs)] = (codecs, audio, events)  # holding ``codecs`` keeps its id unique
+    return audio, events
+
+
+_SPLIT: dict[int, tuple[tuple[RtpFormat, ...], tuple[RtpFormat, ...], tuple[RtpFormat, ...]]] = {}
+
+
+def _with_fmtp(fmt: RtpFormat, fmtp: Mapping[str, str]) -> RtpFormat:
+    """``fmt`` with a copy of ``fmtp`` (what ``dataclasses.replace`` builds, for less)."""
+    return RtpFormat(fmt.payload_type, fmt.encoding_name, fmt.clock_rate, fmt.channels, dict(fmtp))
+
+
 def _answer_stream(
     offer: SessionDescription, index: int, m: MediaDescription, local: LocalMedia
 ) -> tuple[MediaDescription, NegotiatedMedia] | None:
@@ -304,22 +329,24 @@ def _answer_stream(
     offered = m.rtp_formats()
     # (offered format, the same with our fmtp): the negotiated codec keeps the remote's fmtp
     # (how it wants to receive), the answer carries ours with the offerer's payload type.
+    audio_codecs, event_codecs = _split_codecs(local.codecs)
+    offered_events = [fmt.is_telephone_event for fmt in offered]
     chosen: list[tuple[RtpFormat, RtpFormat]] = []
-    for fmt in offered:
-        if fmt.is_telephone_event:
+    for fmt, is_event in zip(offered, offered_events, strict=True):
+        if is_event:
             continue
-        ours = next((c for c in local.codecs if not c.is_telephone_event and c.matches(fmt)), None)
+        ours = next((c for c in audio_codecs if c.matches(fmt)), None)
         if ours is not None:
-            chosen.append((fmt, replace(fmt, fmtp=dict(ours.fmtp))))
+            chosen.append((fmt, _with_fmtp(fmt, ours.fmtp)))
     if not chosen:
         return None
     events: list[tuple[RtpFormat, RtpFormat]] = []
-    for fmt in offered:
-        ours = next(
-            (c for c in local.codecs if c.is_telephone_event and c.clock_rate == fmt.clock_rate), None
-        )
-        if fmt.is_telephone_event and ours is not None:
-            events.append((fmt, replace(fmt, fmtp=dict(ours.fmtp))))
+    for fmt, is_event in zip(offered, offered_events, strict=True):
+        if not is_event:
+            continue
+        ours = next((c for c in event_codecs if c.clock_rate == fmt.clock_rate), None)
+        if ours is not None:
+            events.append((fmt, _with_fmtp(fmt, ours.fmtp)))
     event = _pick_telephone_event([remote for remote, _ in events], chosen[0][0].clock_rate)
     listed = chosen[:1] if local.answer_single_codec else chosen
     answer_formats = [ours for _, ours in listed]

@@ -8,7 +8,7 @@ comparison rules of section 19.1.4.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import quote as _pct_quote
 from urllib.parse import unquote_to_bytes
 
@@ -104,11 +104,16 @@ class SipUri:
         """Return a copy with parameters added or replaced."""
         merged = dict(self.params)
         merged.update(params)
-        return replace(self, params=merged)
+        # The constructor, not dataclasses.replace: the same copy at a fraction of the cost.
+        return type(self)(
+            self.scheme, self.user, self.password, self.host, self.port, merged, self.headers, self.opaque
+        )
 
     def without_headers(self) -> SipUri:
         """Return a copy without the ``?header`` part (e.g. for a Request-URI, section 19.1.5)."""
-        return replace(self, headers={})
+        return type(self)(
+            self.scheme, self.user, self.password, self.host, self.port, self.params, {}, self.opaque
+        )
 
     def serialize(self) -> str:
         """Return the URI text, escaping characters where section 25.1 requires it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -25,6 +25,18 @@ class Table:
     key: tuple[str, ...]
     columns: tuple[str, ...]
     order_by: str = "date_created"
+    insert_sql: str = field(init=False, repr=False, compare=False)
+    """``INSERT OR REPLACE`` of one row of :attr:`all_columns` (built once)."""
+    _sources: tuple[tuple[str, bool], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        columns = self.all_columns
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR REPLACE INTO {self.name} ({', '.join(columns)}) VALUES ({marks})"
+        object.__setattr__(self, "insert_sql", sql)
+        # For each indexed column: the record field it copies and whether it is a date.
+        sources = tuple((_FIELDS.get(c, c), c.startswith("date_") or c.endswith("_ts")) for c in columns[:-1])
+        object.__setattr__(self, "_sources", sources)
 
     @property
     def all_columns(self) -> tuple[str, ...]:
@@ -58,8 +70,13 @@ class Table:
         missing = [k for k in self.key if not record.get(k)]
         if missing:
             raise ValueError(f"{self.name} record lacks its key field(s) {', '.join(missing)}")
-        values = [_value(record, column) for column in self.all_columns[:-1]]
-        return [*values, json.dumps(record, separators=(",", ":"), default=str)]
+        get = record.get
+        values: list[Any] = []
+        for name, is_date in self._sources:
+            value = get(name)
+            values.append(to_epoch(value) if is_date and isinstance(value, str) else value)
+        values.append(_dumps(record))
+        return values
 
     def key_clause(self, key: Mapping[str, str]) -> tuple[str, list[str]]:
         """``WHERE`` text and values for a lookup by the table's full key."""
@@ -71,11 +88,7 @@ class Table:
 _FIELDS = {"from_": "from", "to_": "to", "start_ts": "start_time", "end_ts": "end_time"}
 
 
-def _value(record: Mapping[str, Any], column: str) -> Any:
-    value = record.get(_FIELDS.get(column, column))
-    if isinstance(value, str) and (column.startswith("date_") or column.endswith("_ts")):
-        return to_epoch(value)
-    return value
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 @functools.lru_cache(maxsize=4096)

@@ -375,8 +375,19 @@ class InboundLeg(Leg):
         self.remote_sdp = self.offer
         self.local_tag = new_tag()
         self._final_sent = False
+        self._last_response: SipResponse | None = None
         target = request.contact[0].uri if request.contact else None
         self.dest = self._target_peer(target)
+
+    def _end(self, by_remote: bool, reason: str, status: int | None = None) -> None:
+        super()._end(by_remote, reason, status)
+        # Our INVITE server transaction keeps the INVITE and our last response for up to 64*T1
+        # (RFC 3261 section 17.2.1, RFC 6026): keep their text there, not the From/To/Via/Contact
+        # objects parsed for the call (tens of objects per call the cyclic GC would walk).
+        self.request.headers.drop_parsed()
+        if self._last_response is not None:
+            self._last_response.headers.drop_parsed()
+            self._last_response = None
 
     @property
     def offer_sdp(self) -> SessionDescription | None:
@@ -419,6 +430,7 @@ class InboundLeg(Leg):
             body=early_sdp or b"",
             to_tag=self.local_tag,
         )
+        self._last_response = response
         self._ensure_dialog(response)
         self.state = LegState.EARLY
 
@@ -448,6 +460,7 @@ class InboundLeg(Leg):
         response = self.ua.respond(
             self.transaction_id, self.request, 200, headers=headers, body=sdp, to_tag=self.local_tag
         )
+        self._last_response = response
         self._ensure_dialog(response)
         self.state = LegState.ANSWERED
         if se is not None:
@@ -463,7 +476,7 @@ class InboundLeg(Leg):
             raise ValueError(f"reject needs a 3xx-6xx status, got {status}")
         self._final_sent = True
         with contextlib.suppress(Exception):
-            self.ua.respond(
+            self._last_response = self.ua.respond(
                 self.transaction_id,
                 self.request,
                 status,
@@ -491,7 +504,9 @@ class InboundLeg(Leg):
             return
         self._final_sent = True
         with contextlib.suppress(Exception):
-            self.ua.respond(self.transaction_id, self.request, 487, to_tag=self.local_tag)
+            self._last_response = self.ua.respond(
+                self.transaction_id, self.request, 487, to_tag=self.local_tag
+            )
         self._emit(Cancelled())
         self._end(True, "cancelled", 487)
 

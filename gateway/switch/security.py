@@ -35,6 +35,9 @@ __all__ = ["GuardStats", "InboundGuard", "endpoint_password_lookup", "is_loopbac
 
 log = logging.getLogger("trunkline.switch.security")
 
+#: Source addresses whose trunk (or lack of one) :meth:`InboundGuard.trunk_for` remembers.
+_TRUNK_MEMO_SIZE = 4096
+
 
 @functools.lru_cache(maxsize=1024)
 def is_loopback(address: str) -> bool:
@@ -77,6 +80,8 @@ class InboundGuard:
         allow_loopback: bool | None = None,
     ) -> None:
         self.trunks = tuple(trunks)
+        self._trunk_memo: dict[str, Trunk | None] = {}
+        self._memo_trunks: tuple[Trunk, ...] = self.trunks
         self.endpoints = endpoint_password_lookup(endpoints)
         self.digest = digest or DigestServer(realm, secrets.token_bytes(32), algorithms=("MD5",))
         if allow_loopback is None:
@@ -86,8 +91,22 @@ class InboundGuard:
         self.rejections = RateLimitedLog(log)
 
     def trunk_for(self, address: str) -> Trunk | None:
-        """The trunk whose ``inbound_ips`` contain ``address``."""
-        return next((t for t in self.trunks if t.accepts_from(address)), None)
+        """The trunk whose ``inbound_ips`` contain ``address`` (memoised per address: a trunk
+        sends every call from the same few addresses)."""
+        trunks = self.trunks
+        memo = self._trunk_memo
+        if self._memo_trunks is not trunks:
+            memo.clear()
+            self._memo_trunks = trunks
+        try:
+            return memo[address]
+        except KeyError:
+            pass
+        trunk = next((t for t in trunks if t.accepts_from(address)), None)
+        if len(memo) >= _TRUNK_MEMO_SIZE:
+            memo.clear()
+        memo[address] = trunk
+        return trunk
 
     def _password(self, username: str) -> str | None:
         endpoint = self.endpoints.get(username)

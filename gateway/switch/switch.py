@@ -478,8 +478,11 @@ class Switch:
         leg = active.leg
         if leg is not None:
             leg.hangup()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(leg.wait_ended(), HANGUP_GRACE)
+            if leg.ended is None:  # a BYE or reject ends the leg at once; a CANCEL race may not
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(leg.wait_ended(), HANGUP_GRACE)
+            else:
+                await asyncio.sleep(0)  # the same yield to the leg's event pump as before
         for sid in list(active.recordings):
             try:
                 await self.stop_recording(active, sid)

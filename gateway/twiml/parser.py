@@ -14,6 +14,7 @@ returning the warnings in :attr:`Document.warnings`.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -501,8 +502,28 @@ class _Reader:
         raise TwimlError(SCHEMA_VALIDATION, f"<{tag}> is not a TwiML verb")
 
 
+#: Documents up to this many characters are memoised (see :func:`parse_twiml`).
+MEMO_MAX_CHARS = 16384
+
+
 def parse_twiml(document: str | bytes) -> v.Document:
-    """Parse a TwiML ``<Response>`` into verbs, raising :class:`TwimlError` when it cannot run."""
+    """Parse a TwiML ``<Response>`` into verbs, raising :class:`TwimlError` when it cannot run.
+
+    The result is immutable, so the same text (a cached GET document answering every call) is
+    parsed once: the last 256 distinct documents up to :data:`MEMO_MAX_CHARS` are memoised.
+    Failures are not memoised.
+    """
+    if isinstance(document, bytes | str) and len(document) <= MEMO_MAX_CHARS:
+        return _parse_memo(document)
+    return _parse_twiml(document)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_memo(document: str | bytes) -> v.Document:
+    return _parse_twiml(document)
+
+
+def _parse_twiml(document: str | bytes) -> v.Document:
     if not (document.strip() if isinstance(document, bytes | str) else document):
         raise TwimlError(DOCUMENT_PARSE_FAILURE, "the document is empty")
     try:
