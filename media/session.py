@@ -277,6 +277,9 @@ class Recording:
 class CallMedia:
     """Playback, digits, recording and speech detection of one leg (mixed into ``RtpStream``)."""
 
+    if not TYPE_CHECKING:  # the slots are RtpStream's; mypy checks the mixin's own assignments
+        __slots__ = ()
+
     # Provided by RtpStream.
     engine: MediaEngine
     loop: asyncio.AbstractEventLoop

@@ -48,6 +48,9 @@ _MAX_DATAGRAM = 2048
 class RtcpReporting:
     """The RTCP side of a stream (mixin: the attributes below belong to ``RtpStream``)."""
 
+    if not TYPE_CHECKING:  # the slots are RtpStream's; mypy checks the mixin's own assignments
+        __slots__ = ()
+
     loop: asyncio.AbstractEventLoop
     ports: PortPair
     ssrc: int

@@ -127,6 +127,9 @@ class RelayGate:
 class RtpSending:
     """The send side of a stream (mixin: the attributes below belong to ``RtpStream``)."""
 
+    if not TYPE_CHECKING:  # the slots are RtpStream's; mypy checks the mixin's own assignments
+        __slots__ = ()
+
     ports: PortPair
     sock: socket.socket
     ssrc: int
