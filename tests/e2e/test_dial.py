@@ -31,7 +31,7 @@ from tests.e2e.test_inbound_say_play import sipp_caller
 from tests.media.rtp_phone import Phone
 from tests.peers import audio
 from tests.peers.pcap import write_tone_pcap
-from tests.peers.sipp import Sipp, derive_scenario, scenario
+from tests.peers.sipp import Sipp, SippResult, derive_scenario, scenario
 from trunkline.gateway.server import Server
 from trunkline.gateway.store import Filter
 from trunkline.gateway.switch import dial as dial_module
@@ -105,6 +105,27 @@ async def talk(phone: Phone, freq: float, seconds: float, port: Callable[[], int
     )
 
 
+async def call_with_talkers(
+    tmp_path: Path,
+    server: Server,
+    app: CustomerApp,
+    caller_phone: Phone,
+    callee_phone: Phone,
+    seconds: float,
+) -> SippResult:
+    """Place one SIPp call while both phones send their tone (``CALLER_HZ`` and ``CALLEE_HZ``)."""
+    loop = asyncio.get_running_loop()
+    talkers = [
+        loop.create_task(talk(caller_phone, CALLER_HZ, seconds, lambda: caller_port(server, app))),
+        loop.create_task(talk(callee_phone, CALLEE_HZ, seconds, lambda: callee_port(server, app))),
+    ]
+    try:
+        return await sipp_caller(tmp_path, sip_address(server), caller_phone.port).run()
+    finally:
+        for task in talkers:
+            task.cancel()
+
+
 def heard(phone: Phone, freq: float) -> bool:
     samples = phone.audio_from(0)
     step, size = 800, 4000
@@ -156,17 +177,7 @@ async def test_dial_sip_bridges_audio_both_ways(
                 "/voice", dial_twiml(f"sip:bob@127.0.0.1:{uas.local_port}?X-Team=blue", timeout=10)
             )
             customer_app.route("/dialed", hangup)
-            talkers = [
-                loop.create_task(
-                    talk(caller_phone, CALLER_HZ, 4.0, lambda: caller_port(server, customer_app))
-                ),
-                loop.create_task(
-                    talk(callee_phone, CALLEE_HZ, 4.0, lambda: callee_port(server, customer_app))
-                ),
-            ]
-            result = await sipp_caller(tmp_path, sip_address(server), caller_phone.port).run()
-            for task in talkers:
-                task.cancel()
+            result = await call_with_talkers(tmp_path, server, customer_app, caller_phone, callee_phone, 4.0)
         result.check(calls=1)
         assert uas.result is not None
         uas.result.check(calls=1)
@@ -287,17 +298,7 @@ async def test_parallel_dial_busy_and_answer(
             customer_app.route("/voice", dial_twiml("", build=build, timeout=10))
             customer_app.route("/dialed", hangup)
             # Same codec on both legs: the bridge relays packets as they arrive, so each side talks.
-            talkers = [
-                loop.create_task(
-                    talk(caller_phone, CALLER_HZ, 3.0, lambda: caller_port(server, customer_app))
-                ),
-                loop.create_task(
-                    talk(callee_phone, CALLEE_HZ, 3.0, lambda: callee_port(server, customer_app))
-                ),
-            ]
-            result = await sipp_caller(tmp_path, sip_address(server), caller_phone.port).run()
-            for task in talkers:
-                task.cancel()
+            result = await call_with_talkers(tmp_path, server, customer_app, caller_phone, callee_phone, 3.0)
         result.check(calls=1)
         assert heard(caller_phone, CALLEE_HZ)
         assert heard(callee_phone, CALLER_HZ)
@@ -328,17 +329,7 @@ async def test_record_from_answer_dual(
                 dial_twiml(f"sip:bob@127.0.0.1:{uas.local_port}", record="record-from-answer-dual"),
             )
             customer_app.route("/dialed", hangup)
-            talkers = [
-                loop.create_task(
-                    talk(caller_phone, CALLER_HZ, 4.0, lambda: caller_port(server, customer_app))
-                ),
-                loop.create_task(
-                    talk(callee_phone, CALLEE_HZ, 4.0, lambda: callee_port(server, customer_app))
-                ),
-            ]
-            result = await sipp_caller(tmp_path, sip_address(server), caller_phone.port).run()
-            for task in talkers:
-                task.cancel()
+            result = await call_with_talkers(tmp_path, server, customer_app, caller_phone, callee_phone, 4.0)
         result.check(calls=1)
         assert heard(caller_phone, CALLEE_HZ) and heard(callee_phone, CALLER_HZ)
     finally:

@@ -23,21 +23,15 @@ from tests.e2e.conftest import (
     StartTrunkline,
     e2e_config,
     requires_sipp,
-    sip_address,
     twiml,
 )
 from tests.e2e.test_dial import (
-    CALLEE_HZ,
-    CALLER_HZ,
+    call_with_talkers,
     callee,
-    callee_port,
-    caller_port,
     dial_twiml,
     hangup,
     start,
-    talk,
 )
-from tests.e2e.test_inbound_say_play import sipp_caller
 from tests.e2e.test_outbound_rest import rest_client
 from tests.e2e.test_twiml_record import caller_audio, record_call
 from tests.media.rtp_phone import Phone
@@ -110,17 +104,7 @@ async def test_dial_record_is_in_progress_from_the_answer(
                 "/voice", dial_twiml(f"sip:bob@127.0.0.1:{uas.local_port}", record="record-from-answer")
             )
             customer_app.route("/dialed", hangup)
-            talkers = [
-                loop.create_task(
-                    talk(caller_phone, CALLER_HZ, 3.5, lambda: caller_port(server, customer_app))
-                ),
-                loop.create_task(
-                    talk(callee_phone, CALLEE_HZ, 3.5, lambda: callee_port(server, customer_app))
-                ),
-            ]
-            result = await sipp_caller(tmp_path, sip_address(server), caller_phone.port).run()
-            for task in talkers:
-                task.cancel()
+            result = await call_with_talkers(tmp_path, server, customer_app, caller_phone, callee_phone, 3.5)
         result.check(calls=1)
     finally:
         caller_phone.close()
