@@ -10,6 +10,11 @@ encode of every output).
 
     .venv/bin/python bench/conference.py [--sizes 50,100,250,500,1000] [--rooms 50x10,100x5]
                                          [--ticks 200] [--search]
+    chrt -f 10 .venv/bin/python bench/conference.py --udp [--sizes 500,50x10] [--seconds 60]
+
+``--udp`` runs ``bench/loadgen_conference.py`` instead: the rooms in the real media engine, every
+participant's RTP sent over UDP on 127.0.0.1 by a separate load-generator process, with late
+ticks and loss counted over the run (the issue's 60 s test).
 
 ``--search`` keeps doubling N past the largest size until a tick takes 10 ms on average, and reports
 the largest N measured under that budget (half of the 20 ms tick, leaving the rest for RTP I/O).
@@ -187,6 +192,16 @@ def bench_reference(n: int, ticks: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    if "--udp" in sys.argv[1:]:
+        # The same question over real UDP: the media engine fed by a load-generator process.
+        import os
+
+        sys.argv.remove("--udp")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import loadgen_conference
+
+        loadgen_conference.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,100,250,500,1000")
     parser.add_argument("--ticks", type=int, default=200)
