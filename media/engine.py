@@ -372,11 +372,8 @@ class MediaEngine:
             if s.negotiated is not None and not (
                 s.relay
                 and s.sending
-                and not s.taps
-                and s.dtmf_slot is None
-                and s.endpointer is None
-                and not s.dtmf_tx
-                and not s.player.playing
+                and not s.has_consumers()
+                and not s.output_busy()
                 and s.remote is not None
             ):
                 streams.append(s)
@@ -428,7 +425,7 @@ class MediaEngine:
         if detector is not None and len(self._free_slots) < len(self._slot_owner):
             dtmf_rows = np.zeros((detector.n_streams, _G711_FRAME), dtype=np.int16)
         for s in streams:
-            if not (s.taps or s.dtmf_slot is not None or s.endpointer is not None):
+            if not s.has_consumers():
                 continue
             pcm = s.tick_in
             if pcm is not None and s.sample_rate != CONSUMER_RATE:

@@ -389,9 +389,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
             or not self.latched
             or not self.receiving
             or self._latched_ssrc != stats.ssrc
-            or self.taps
-            or self.dtmf_slot is not None
-            or self.endpointer is not None
+            or self.has_consumers()
             or not peer.sending
             or peer.output_busy()
             or peer._fwd_src != stats.ssrc
@@ -516,7 +514,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         if peer is not None and self.relay:
             peer.forward(packet, peer.payload_type)
             # Decode a relayed leg only for its consumers (the bridge itself needs no PCM).
-            if not (self.taps or self.dtmf_slot is not None or self.endpointer is not None):
+            if not self.has_consumers():
                 stats.update(packet, now)
                 if self.relay_gate is None:
                     self._open_relay_gate(stats)
@@ -544,15 +542,13 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
             self.digit_received(event.digit, "rfc4733", event.duration_ms, now)
         self._arm_dtmf_timer()
 
+    def has_consumers(self) -> bool:
+        """Whether something reads this leg's decoded input (recording or capture, in-band DTMF, VAD)."""
+        return bool(self.taps) or self.dtmf_slot is not None or self.endpointer is not None
+
     def wants_input(self) -> bool:
         """Whether this tick's input must be decoded (consumers or a transcoding feeder)."""
-        return bool(
-            self.taps
-            or self.dtmf_slot is not None
-            or self.endpointer is not None
-            or self.room is not None
-            or (self.peer is not None and not self.relay)
-        )
+        return self.has_consumers() or self.room is not None or (self.peer is not None and not self.relay)
 
     # -- per-tick helpers used by the engine -----------------------------------------------------
 

@@ -207,7 +207,7 @@ class RtpSending:
         ``pack_into``, so the payload is never copied.
         """
         remote = self.remote
-        if not self.sending or remote is None or self.dtmf_tx or self.player.playing:
+        if not self.sending or remote is None or self.output_busy():
             return
         if ssrc != self._fwd_src:
             self._fwd_src = ssrc
