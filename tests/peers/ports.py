@@ -2,10 +2,11 @@
 
 Usage::
 
-    from tests.peers.ports import free_udp_port, free_port_pair
+    from tests.peers.ports import free_udp_port, free_port_pair, free_port_block
 
     sip_port = free_udp_port()            # for SIPp's -p or a pjsua phone's transport
     rtp, rtcp = free_port_pair()          # even RTP port and RTP+1 for RTCP (RFC 3550 section 11)
+    media = free_port_block(4)[0]         # SIPp -mp: it binds mp .. mp+3 (audio and video RTP/RTCP)
 
 The kernel picks the port (bind to port 0); the socket is closed before returning, so there is a
 small window in which another process could take it.  Ports handed out by this process are
@@ -64,28 +65,38 @@ def free_tcp_port() -> int:
 
 def free_port_pair() -> tuple[int, int]:
     """An even UDP port and the next odd one (RTP and RTCP, RFC 3550 section 11), both free."""
+    even, odd = free_port_block(2)
+    return even, odd
+
+
+def free_port_block(count: int) -> list[int]:
+    """``count`` consecutive UDP ports starting at an even one, all free together.
+
+    SIPp binds four from its ``-mp`` port (audio RTP/RTCP, then video RTP/RTCP), so its media
+    port needs a block of four, not a pair.
+    """
+    kind = socket.SOCK_DGRAM
     for _ in range(200):
-        port = _bind_any(socket.SOCK_DGRAM)
+        port = _bind_any(kind)
         if port is None:
             continue
-        even = port & ~1
-        if even < 1024 or even + 1 > 65535:
+        first = port & ~1
+        if first < 1024 or first + count - 1 > 65535:
             continue
-        # Hold both sockets at once so the pair is known free together.
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-        ):
-            try:
-                a.bind((LOOPBACK, even))
-                b.bind((LOOPBACK, even + 1))
-            except OSError:
-                continue
+        block = list(range(first, first + count))
+        # Hold every socket at once so the block is known free together.
+        socks = [socket.socket(socket.AF_INET, kind) for _ in block]
+        try:
+            for sock, p in zip(socks, block, strict=True):
+                sock.bind((LOOPBACK, p))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
         with _lock:
-            kind = socket.SOCK_DGRAM
-            if (kind, even) in _issued or (kind, even + 1) in _issued:
+            if any((kind, p) in _issued for p in block):
                 continue
-            _issued.add((kind, even))
-            _issued.add((kind, even + 1))
-        return even, even + 1
-    raise RuntimeError("no free even/odd UDP port pair found on 127.0.0.1")
+            _issued.update((kind, p) for p in block)
+        return block
+    raise RuntimeError(f"no block of {count} free UDP ports found on 127.0.0.1")

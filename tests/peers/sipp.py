@@ -49,7 +49,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.peers.ports import free_port_pair, free_udp_port
+from tests.peers.ports import free_port_block, free_udp_port
 
 SIPP_BINARY = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -344,7 +344,7 @@ class Sipp:
         if not self.local_port:
             self.local_port = free_udp_port()
         if not self.media_port:
-            self.media_port = free_port_pair()[0]
+            self.media_port = free_port_block(4)[0]  # SIPp binds -mp .. -mp+3 (audio, video)
 
     # --- command line ---------------------------------------------------------------------------
 

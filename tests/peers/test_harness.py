@@ -15,7 +15,7 @@ import pytest
 
 from tests.peers import audio, pcap
 from tests.peers.pjsua_phone import PhoneError, PjsuaPhone
-from tests.peers.ports import free_port_pair, free_tcp_port, free_udp_port
+from tests.peers.ports import free_port_block, free_port_pair, free_tcp_port, free_udp_port
 from tests.peers.sipp import (
     EXIT_KILLED,
     EXIT_SOME_FAILED,
@@ -55,6 +55,14 @@ def test_free_ports_are_bindable_distinct_and_paired() -> None:
     ):
         a.bind(("127.0.0.1", rtp))
         b.bind(("127.0.0.1", rtcp))
+    block = free_port_block(4)  # SIPp's -mp: audio and video RTP/RTCP
+    assert block[0] % 2 == 0 and block == list(range(block[0], block[0] + 4))
+    assert rtp not in block and rtcp not in block  # never handed out twice
+    held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in block]
+    for sock, port in zip(held, block, strict=True):
+        sock.bind(("127.0.0.1", port))
+    for sock in held:
+        sock.close()
     tcp = free_tcp_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", tcp))
