@@ -426,7 +426,7 @@ def echo_worker(
     if batched:
         from trunkline.media.poller import DatagramPoller
 
-        poller = DatagramPoller(loop)
+        poller = DatagramPoller(loop, ring=False)
         buf = bytearray(2048)
         view = memoryview(buf)
         for sock in socks:

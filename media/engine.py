@@ -142,9 +142,6 @@ class MediaEngine:
         self._zero8k.setflags(write=False)
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: DatagramPoller | None = None
-        #: One receive buffer for every stream: a datagram is handled before the next is read.
-        self.rx_buffer = bytearray(2048)
-        self.rx_view = memoryview(self.rx_buffer)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -360,6 +357,10 @@ class MediaEngine:
     def process_tick(self, now: float) -> None:
         """Run one 20 ms media tick at time ``now`` (the clock calls this; tests may too)."""
         self.ticks += 1
+        if self._poller is not None:
+            # Relay gates batched in the poller's table: a fiftieth of them written back to
+            # their streams' statistics each tick, so every one is at most a second stale.
+            self._poller.sync_gates(self.ticks % 50, 50)
         # A leg relayed packet by packet with nothing else to do (no consumer of its audio,
         # no prompt or digit to send, a remote to send to) needs no work on the clock.  Open
         # relay gates both ways say exactly that (RtpSending.media_changed closes them), so

@@ -163,6 +163,10 @@ class ReceiveStats:
         self._transit = transit
         return valid
 
+    def steady(self) -> bool:
+        """Whether the next in-order packet takes :meth:`update_fields`' short path (no probation)."""
+        return self._initialized and not self.probation
+
     def restart_transit(self) -> None:
         """Forget the previous transit time, e.g. after the sender's timestamps jumped."""
         self._transit = None

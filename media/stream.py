@@ -36,6 +36,7 @@ from trunkline.codecs.registry import create_decoder, create_encoder, get_codec
 from trunkline.codecs.resample import Resampler
 from trunkline.gateway.sip.sdp import NegotiatedMedia
 from trunkline.media.jitter import FrameKind, JitterBuffer
+from trunkline.media.poller import SendTarget
 from trunkline.media.ports import PortPair
 from trunkline.media.receive_stats import ReceiveStats
 from trunkline.media.rtp import RtpPacket, is_rtcp
@@ -103,7 +104,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
     # fmt: off
     __slots__ = (
         "__weakref__", "_dtmf_timer", "_fwd_max_seq", "_fwd_seq_off", "_fwd_src", "_fwd_ts_off",
-        "_last_inband", "_latched_ssrc", "_recvfrom_into", "_resamplers", "_rng", "_rtcp_latched",
+        "_last_inband", "_latched_ssrc", "_resamplers", "_rng", "_rtcp_latched",
         "_rtcp_timer", "_rtp_fd", "_rx_buf", "_rx_view", "_sent_since_report", "_silence", "after_loss",
         "capture", "closed", "cname", "codec", "decoder", "digit_callbacks", "digits", "dtmf_rx",
         "dtmf_slot", "dtmf_tx", "encoder", "endpointer", "engine", "frame_samples", "inband_dtmf_setting",
@@ -175,8 +176,8 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         self._fwd_max_seq = 0
         # The engine's receive buffer, shared by every stream (a datagram is handled before the
         # next is read; the relay fast path rewrites it in place): one hot buffer, not one each.
-        self._rx_buf = engine.rx_buffer
-        self._rx_view = engine.rx_view
+        self._rx_buf = engine.poller.buffer
+        self._rx_view = engine.poller.view
         #: The relay fast path's view of this leg's bridge; None while packets take the general path.
         self.relay_gate: RelayGate | None = None
 
@@ -204,10 +205,9 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         self._sent_since_report = False
         CallMedia.__init__(self)
 
-        self._recvfrom_into = ports.rtp_sock.recvfrom_into
         self._rtp_fd = ports.rtp_sock.fileno()
         poller = engine.poller
-        poller.add(self._rtp_fd, self._on_rtp_readable)
+        poller.add_receiver(ports.rtp_sock, self.on_datagram)
         if ports.rtcp_sock is not None:
             poller.add(ports.rtcp_sock.fileno(), self._on_rtcp_readable)
 
@@ -349,26 +349,18 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
 
     # -- receive path ----------------------------------------------------------------------------
 
-    def _on_rtp_readable(self, now: float) -> None:
-        """Read one datagram (the engine's poller calls again while the socket stays readable).
+    def on_datagram(self, offset: int, n: int, addr: tuple[str, int], now: float) -> None:
+        """Handle the datagram of ``n`` octets from ``addr`` at ``offset`` in the poller's buffer.
 
-        While a relay gate is open the poller calls :meth:`RelayGate.on_readable` instead.
+        The engine's poller reads this stream's RTP socket and calls this for each datagram
+        (or the relay gate's :meth:`RelayGate.on_datagram` while one is open).  Only packets
+        that cannot take the fast path (:meth:`_audio_fast`) are copied out as ``bytes`` for
+        :meth:`handle_rtp`.
         """
-        try:
-            n, addr = self._recvfrom_into(self._rx_buf)
-        except OSError:  # BlockingIOError, InterruptedError, ICMP errors reported on the socket
+        fast = n > 12 and self._rx_buf[offset] == 0x80 and not self.relay
+        if fast and self._audio_fast(offset, n, addr, now):
             return
-        self.on_datagram(n, addr, now)
-
-    def on_datagram(self, n: int, addr: tuple[str, int], now: float) -> None:
-        """Handle the datagram of ``n`` octets from ``addr`` now in the engine's receive buffer.
-
-        Only packets that cannot take the fast path (:meth:`_audio_fast`) are copied out as
-        ``bytes`` for :meth:`handle_rtp`.
-        """
-        if n > 12 and self._rx_buf[0] == 0x80 and not self.relay and self._audio_fast(n, addr, now):
-            return
-        data = bytes(self._rx_view[:n])
+        data = bytes(self._rx_view[offset : offset + n])
         if self.ports.rtcp_mux and is_rtcp(data):
             self._handle_rtcp(data, addr)
         else:
@@ -396,11 +388,13 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         ):
             self.relay_gate = None
             return
+        poller = self.engine.poller
         gate = self.relay_gate = RelayGate(
-            recv_into=self._recvfrom_into,
+            leg=self,
             buffer=self._rx_buf,
             view=self._rx_view,
             general=self.on_datagram,
+            queue_send=poller.queue_send if poller.ring else None,
             payload_type=self.payload_type,
             ssrc=stats.ssrc,
             source=remote,
@@ -410,6 +404,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
             peer=peer,
             out_sock=peer.sock,
             out_remote=out_remote,
+            out_target=SendTarget(peer.sock, out_remote),
             out_payload_type=peer.payload_type,
             out_ssrc=peer.ssrc,
             seq_offset=peer._fwd_seq_off,
@@ -417,9 +412,9 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
             ts_step=peer.ts_step,
             out_counters=peer.stats,
         )
-        self.engine.poller.replace(self._rtp_fd, gate.on_readable)
+        poller.open_gate(self.sock, gate)
 
-    def _audio_fast(self, n: int, addr: tuple[str, int], now: float) -> bool:
+    def _audio_fast(self, offset: int, n: int, addr: tuple[str, int], now: float) -> bool:
         """File the audio packet in ``_rx_buf`` into the jitter buffer; False: take :meth:`handle_rtp`.
 
         The common case of a leg that is not relayed (conference member, transcoded bridge,
@@ -429,7 +424,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         twice or parsing the header again.
         """
         buf = self._rx_buf
-        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, 1)
+        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, offset + 1)
         pt = second & 0x7F
         if (
             pt != self.payload_type
@@ -449,7 +444,7 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
         ):
             return False
         self.stats.packets_received += 1
-        packet = RtpPacket(pt, seq, ts, ssrc, bytes(self._rx_view[12:n]), second > 0x7F)
+        packet = RtpPacket(pt, seq, ts, ssrc, bytes(self._rx_view[offset + 12 : offset + n]), second > 0x7F)
         if stats is not jitter.stats:
             stats.update(packet, now)
         jitter.put(packet, now)
@@ -458,6 +453,8 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
 
     def handle_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         """Process one received RTP datagram (public for tests and the benchmarks)."""
+        if self.relay_gate is not None:
+            self.close_relay_gate()  # the general path owns the state from here (it may reopen)
         counters = self.stats
         counters.packets_received += 1
         if self.negotiated is None:

@@ -13,6 +13,7 @@ import math
 import random
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from trunkline.media.receive_stats import ReceiveStats
@@ -67,6 +68,7 @@ class RtcpReporting:
     _rng: random.Random
     _rtcp_latched: bool
     _rtcp_timer: asyncio.TimerHandle | None
+    sync_relay: Callable[[], None]
     _sent_since_report: bool
 
     def _on_rtcp_readable(self, now: float) -> None:
@@ -97,6 +99,7 @@ class RtcpReporting:
     def build_report(self) -> bytes:
         """The compound RTCP packet we would send now: SR or RR, then SDES CNAME (RFC 3550 section 6.1)."""
         wall = time.time()
+        self.sync_relay()
         sources = [self.rx_stats] if self.rx_stats is not None else []
         report: RtcpSenderReport | RtcpReceiverReport
         if self._sent_since_report:

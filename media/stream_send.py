@@ -31,6 +31,7 @@ from trunkline.media.telephone_event import DtmfSender
 if TYPE_CHECKING:
     from trunkline.media.engine import MediaEngine
     from trunkline.media.player import Player
+    from trunkline.media.poller import SendTarget
     from trunkline.media.ports import PortPair
     from trunkline.media.stream import RtpStream, StreamStats
 
@@ -45,18 +46,20 @@ _AFTER_FIRST = struct.Struct("!BHII")
 class RelayGate:
     """The steady state of one relayed direction, held by the receiving leg.
 
-    While the gate is open the engine's poller calls :meth:`on_readable` for the receiving
-    leg's socket.  A packet takes the fast path when its payload type, SSRC, source address
+    While the gate is open the engine's poller gives :meth:`on_datagram` the receiving leg's
+    datagrams.  A packet takes the fast path when its payload type, SSRC, source address
     and (for codecs whose packet time shows in the size) payload size are the ones below;
     the rest describes where and how it goes out: the peer's socket, remote, payload type,
     SSRC and the sequence/timestamp offsets into the peer's space.  Any other datagram goes
     to the leg's ``general`` handler.
     """
 
-    recv_into: Callable[[bytearray], tuple[int, Any]]
+    leg: RtpStream  # the receiving leg, whose gate this is
     buffer: bytearray
     view: memoryview
-    general: Callable[[int, tuple[str, int], float], None]
+    general: Callable[[int, int, tuple[str, int], float], None]
+    #: The poller's ``queue_send`` when it sends a batch at a time (io_uring), else None.
+    queue_send: Callable[[SendTarget, int, int, Any], bool] | None
     payload_type: int
     ssrc: int
     source: tuple[str, int]
@@ -66,6 +69,7 @@ class RelayGate:
     peer: RtpStream
     out_sock: socket.socket
     out_remote: tuple[str, int]
+    out_target: SendTarget
     out_payload_type: int
     out_ssrc: int
     seq_offset: int
@@ -73,32 +77,28 @@ class RelayGate:
     ts_step: int
     out_counters: StreamStats
 
-    def on_readable(self, now: float) -> None:
-        """Read one datagram; relay it with its header rewritten in place, or hand it on.
+    def on_datagram(self, offset: int, n: int, addr: tuple[str, int], now: float) -> None:
+        """Relay the datagram at ``buffer[offset:offset + n]``, its header rewritten in place, or hand it on.
 
         The packet qualifies when it has a plain RFC 3550 header (V=2, no padding,
         extension or CSRC: first octet 0x80) and the gate's payload type, SSRC, source
         and size.  Its header gets the peer's payload type, SSRC and the sequence number
         and timestamp mapped by the gate's offsets (as :meth:`RtpSending.relay_into`
-        does), and the buffer goes out as it is: no packet object, no copy.  This runs
-        for every packet of every relayed call, so it reads this small object rather
-        than the two streams' attributes.
+        does), and the buffer goes out as it is: no packet object, no copy; queued for the
+        poller's batch send where there is one.  This runs for every packet of every relayed
+        call, so it reads this small object rather than the two streams' attributes.
         """
         buf = self.buffer
-        try:
-            n, addr = self.recv_into(buf)
-        except OSError:  # BlockingIOError, InterruptedError, ICMP errors reported on the socket
-            return
-        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, 1)
+        second, seq, ts, ssrc = _AFTER_FIRST.unpack_from(buf, offset + 1)
         if (
-            buf[0] != 0x80
+            buf[offset] != 0x80
             or n <= 12
             or (second & 0x7F) != self.payload_type
             or ssrc != self.ssrc
             or addr != self.source
             or (self.frame_bytes and n - 12 != self.frame_bytes)
         ):
-            self.general(n, addr, now)
+            self.general(offset, n, addr, now)
             return
         self.in_counters.packets_received += 1
         self.stats.update_fields(seq, ts, n - 12, now)
@@ -110,18 +110,30 @@ class RelayGate:
             peer.seq = (out_seq + 1) & 0xFFFF
             peer.ts = (out_ts + self.ts_step) & 0xFFFFFFFF
         HEADER.pack_into(
-            buf, 0, 0x80, (second & 0x80) | self.out_payload_type, out_seq, out_ts, self.out_ssrc
+            buf, offset, 0x80, (second & 0x80) | self.out_payload_type, out_seq, out_ts, self.out_ssrc
         )
         counters = self.out_counters
-        try:
-            self.out_sock.sendto(self.view[:n], self.out_remote)
-        except OSError:  # BlockingIOError included: a full socket buffer drops the packet
-            counters.send_drops += 1
-            return
+        queue = self.queue_send
+        if queue is not None:
+            queue(self.out_target, offset, n, self)  # counted as sent; send_failed() corrects that
+        else:
+            try:
+                self.out_sock.sendto(self.view[offset : offset + n], self.out_remote)
+            except OSError:  # BlockingIOError included: a full socket buffer drops the packet
+                counters.send_drops += 1
+                return
         counters.packets_sent += 1
         counters.octets_sent += n - 12
         counters.packets_relayed += 1
         peer._sent_since_report = True
+
+    def send_failed(self, n: int) -> None:
+        """A packet queued by :meth:`on_datagram` was dropped (full socket buffer): undo its count."""
+        counters = self.out_counters
+        counters.send_drops += 1
+        counters.packets_sent -= 1
+        counters.octets_sent -= n - 12
+        counters.packets_relayed -= 1
 
 
 class RtpSending:
@@ -149,7 +161,7 @@ class RtpSending:
     relay_gate: RelayGate | None
     engine: MediaEngine
     _rtp_fd: int
-    _on_rtp_readable: Callable[[float], None]
+    on_datagram: Callable[[int, int, tuple[str, int], float], None]
     _fwd_src: int | None
     _fwd_seq_off: int
     _fwd_ts_off: int
@@ -171,7 +183,19 @@ class RtpSending:
         """Send this leg's packets down the general path again (until a gate reopens)."""
         if self.relay_gate is not None:
             self.relay_gate = None
-            self.engine.poller.replace(self._rtp_fd, self._on_rtp_readable)
+            self.engine.poller.close_gate(self.sock, self.on_datagram)
+
+    def sync_relay(self) -> None:
+        """Bring this leg's statistics up to date with the relay gates of both directions.
+
+        While gates are open in a batched poller's relay table the counters live there;
+        this writes them back (RTCP reports call it; closing a gate does it too).
+        """
+        poller = self.engine.poller
+        poller.sync_gate(self.sock)
+        peer = self.peer
+        if peer is not None:
+            poller.sync_gate(peer.sock)
 
     def output_busy(self) -> bool:
         """Whether the tick path owns the output (prompt playing, DTMF being sent)."""

@@ -95,6 +95,7 @@ async def test_same_codec_bridge_relays_payloads(
     stamps = [p.timestamp for p in got]
     assert all((y - x) & 0xFFFFFFFF == 160 for x, y in itertools.pairwise(stamps))
     assert got[0].marker and got[len(first)].marker
+    b.sync_relay()  # counters of a batched relay are written back at least once a second
     assert b.stats.packets_relayed == len(got)
     p1.close()
     p2.close()
@@ -120,7 +121,10 @@ async def test_relay_fast_path_rewrites_in_place_and_keeps_receive_stats(
     packets[20], packets[21] = packets[21], packets[20]  # and one reordering
     await p1.send_paced(packets, dest(a))
     await asyncio.sleep(0.05)
-    assert len(slow) == 1  # only the first packet (latching, new source) took the slow path
+    # Only the first packets (latching; a new source on RFC 3550 A.1 probation, MIN_SEQUENTIAL=2,
+    # in the batched relay) took the slow path: not the gap, nor the reordering.
+    assert 1 <= len(slow) <= 2
+    first_slow = len(slow)
     got = [r.packet for r in p2.received]
     assert [p.payload for p in got] == [d[12:] for d in packets]
     assert {p.ssrc for p in got} == {b.ssrc} and {p.payload_type for p in got} == {0}
@@ -133,6 +137,7 @@ async def test_relay_fast_path_rewrites_in_place_and_keeps_receive_stats(
     reference = ReceiveStats(p1.ssrc, 8000, struct.unpack_from("!H", packets[0], 2)[0])
     for d in packets:
         reference.update(RtpPacket.parse(d), 0.0)
+    a.sync_relay()
     stats = a.rx_stats
     assert stats is not None and stats.lost == 1
     assert (stats.received, stats.lost, stats.extended_max, stats.octets) == (
@@ -147,7 +152,7 @@ async def test_relay_fast_path_rewrites_in_place_and_keeps_receive_stats(
     more = p1.audio_packets(tone(500, 0.2))
     await p1.send_paced(more, dest(a))
     await asyncio.sleep(0.05)
-    assert len(slow) == 1 + len(more)
+    assert len(slow) == first_slow + len(more)
     assert b.stats.packets_relayed == len(packets) + len(more)
     await rec.stop()
     p1.close()
@@ -168,6 +173,7 @@ async def test_relay_maps_dynamic_payload_types_between_legs(
     got = [r.packet for r in p2.received]
     assert [p.payload for p in got] == [d[12:] for d in packets]  # Opus relayed untouched
     assert {p.payload_type for p in got} == {96} and {p.ssrc for p in got} == {b.ssrc}
+    b.sync_relay()
     assert b.stats.packets_relayed == len(packets)
     p1.close()
     p2.close()
@@ -393,6 +399,7 @@ async def test_dual_recording_of_a_bridge(
     assert data.shape[1] == 2 and rate == 8000
     assert abs(audio.dominant_frequency(data[:, 0], 8000) - 1000) < 10
     assert abs(audio.dominant_frequency(data[:, 1], 8000) - 600) < 10
+    b.sync_relay()
     assert b.stats.packets_relayed > 40  # still a relay: decoding only feeds the recorder
     p1.close()
     p2.close()

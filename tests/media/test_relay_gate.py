@@ -95,6 +95,7 @@ async def test_inband_detection_on_a_relayed_leg_hears_the_digits(engine: MediaE
     while not a.digits.empty():
         heard.append(a.digits.get_nowait().digit)
     assert heard == ["*", "7"]
+    b.sync_relay()
     assert b.stats.packets_relayed == 10 + 20  # the digits were still relayed to the other side
     p1.close()
     p2.close()
