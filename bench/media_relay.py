@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -81,6 +82,19 @@ def engine_worker(
             engine.bridge(a, b)
             targets.append((a.local_port, b.local_port))
         await engine.start()
+        # Settle the heap after building thousands of streams (a full collection now rather
+        # than one triggered by the set-up's survivors inside the measured window), then
+        # record every collection that does happen while measuring.
+        gc.collect()
+        pauses: list[float] = []
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                pauses.append(time.perf_counter())
+            elif pauses:
+                pauses[-1] = time.perf_counter() - pauses[-1]
+
+        gc.callbacks.append(on_gc)
         conn.send(targets)
         stop = loop.create_future()
         loop.add_reader(conn.fileno(), lambda: stop.done() or stop.set_result(None))
@@ -112,7 +126,9 @@ def engine_worker(
             "net_lost": sum(s.rx_stats.lost for s in streams if s.rx_stats is not None) - net0,
             "poll_wakeups": (poller.wakeups - wake0) if poller is not None else 0,
             "poll_dispatched": (poller.dispatched - disp0) if poller is not None else 0,
+            "gc_max_ms": 1000 * max(pauses, default=0.0),
         }
+        gc.callbacks.remove(on_gc)
         conn.send(stats)
         await engine.stop()
 
@@ -144,7 +160,10 @@ class Step:
 def _per_wakeup(stats: dict[str, Any]) -> str:
     if "poll_wakeups" not in stats:
         return ""
-    return f" datagrams per wake-up {stats['poll_dispatched'] / max(1, stats['poll_wakeups']):.1f}"
+    return (
+        f" datagrams per wake-up {stats['poll_dispatched'] / max(1, stats['poll_wakeups']):.1f}"
+        f", longest GC pause {stats.get('gc_max_ms', 0.0):.1f} ms"
+    )
 
 
 def run_step(

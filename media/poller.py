@@ -85,6 +85,7 @@ class DatagramPoller:
 
         self._handlers: dict[int, Handler] = {}
         self._receivers: dict[int, tuple[socket.socket, Receiver]] = {}
+        self._receive_by_fd: dict[int, Receiver] = {}
         self._epoll: select.epoll | None = select.epoll() if hasattr(select, "epoll") else None
         self._watching = False
         if ring is None:
@@ -157,6 +158,7 @@ class DatagramPoller:
         """Read ``sock``'s datagrams for it: ``receiver(offset, n, address, now)`` gets each one."""
         fd = sock.fileno()
         self._receivers[fd] = (sock, receiver)
+        self._receive_by_fd[fd] = receiver
         if self._batch is None:
             self.add(fd, self._reader(sock, receiver))
             return
@@ -180,6 +182,7 @@ class DatagramPoller:
         if fd not in self._receivers:
             return
         self._receivers[fd] = (sock, receiver)
+        self._receive_by_fd[fd] = receiver
         if self._batch is None:
             self.replace(fd, self._reader(sock, receiver))
 
@@ -239,6 +242,7 @@ class DatagramPoller:
 
     def remove(self, fd: int) -> None:
         """Stop polling ``fd`` (call before closing the socket; unknown descriptors are ignored)."""
+        self._receive_by_fd.pop(fd, None)
         if self._receivers.pop(fd, None) is not None and self._batch is not None:
             self._batch.table.remove(fd)
         if self._handlers.pop(fd, None) is None:
@@ -270,6 +274,7 @@ class DatagramPoller:
             self._batch = None
         self._handlers.clear()
         self._receivers.clear()
+        self._receive_by_fd.clear()
 
     def _call(self, handler: Handler) -> None:
         handler(self.loop.time())
@@ -296,19 +301,17 @@ class DatagramPoller:
                     if handler is not None:
                         handler(now)
                 continue
-            fds: list[int] = []
-            readers: list[Receiver] = []
-            for fd, _mask in events:
-                entry = receivers.get(fd)
-                if entry is not None:
-                    fds.append(fd)
-                    readers.append(entry[1])
-                    continue
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler(now)
+            fds = [fd for fd, _mask in events]
+            if len(receivers) < len(handlers):  # some sockets (RTCP) read themselves
+                mine = [fd for fd in fds if fd not in receivers]
+                if mine:
+                    fds = [fd for fd in fds if fd in receivers]
+                    for fd in mine:
+                        handler = handlers.get(fd)
+                        if handler is not None:
+                            handler(now)
             if fds:
-                batch.receive(fds, readers, now)
+                batch.receive(fds, self._receive_by_fd, now)
         self.dispatched += served
         if served >= 8 and self.coalesce > 0 and self._pause is None:
             # Busy: from now on look every `coalesce` seconds (a timer), not at every datagram.

@@ -145,14 +145,14 @@ class DatagramBatch:
         self.send_failures = 0
         self.stray_completions = 0
 
-    def receive(self, fds: list[int], handlers: list[Receiver], now: float) -> int:
+    def receive(self, fds: list[int], handlers: dict[int, Receiver], now: float) -> int:
         """Read one datagram from each of ``fds`` (at most :attr:`rows`) and handle them.
 
         Datagrams that are the next packet of an open relay gate (:attr:`table`) are relayed
         here, a batch at a time, and leave in one more system call.  Every other one is given
-        to its handler, ``handlers[k]`` for ``fds[k]``: ``handler(offset, n, address, now)``
-        (a gated socket's gate is closed first: the packet is not its steady state).  Then
-        the sends the handlers queued are flushed.  Returns the number of datagrams read.
+        to its socket's handler, ``handlers[fd]``: ``handler(offset, n, address, now)`` (a
+        gated socket's gate is closed first: the packet is not its steady state).  Then the
+        sends the handlers queued are flushed.  Returns the number of datagrams read.
         """
         count = len(fds)
         recv = self._recv
@@ -180,6 +180,7 @@ class DatagramBatch:
         if not len(rows):
             return got
         keys = self._name_keys[rows].tolist()
+        recv_fds = recv["fd"]
         addresses = self._addresses
         try:
             for i, (row, n, key) in enumerate(zip(rows.tolist(), res.tolist(), keys, strict=True)):
@@ -192,7 +193,9 @@ class DatagramBatch:
                     addr = _address(self._names[row].tobytes())
                     if key & 0xFFFF == socket.AF_INET and len(addresses) < 65536:  # the key is all of it
                         addresses[key] = addr
-                handlers[row](row << _ROW_SHIFT, n, addr, now)
+                handler = handlers.get(int(recv_fds[row]))
+                if handler is not None:  # (None: removed by an earlier handler of this batch)
+                    handler(row << _ROW_SHIFT, n, addr, now)
         finally:
             if self.pending:
                 self.flush()

@@ -296,15 +296,38 @@ class CallMedia:
     def __init__(self) -> None:
         self.player = Player(CONSUMER_RATE)
         self.playbacks: list[_Playback] = []
-        self.digits: asyncio.Queue[Digit] = asyncio.Queue()
+        # The queues and the event are made on first use (most legs never need them): fewer
+        # objects per stream for the garbage collector to walk.
+        self._digits: asyncio.Queue[Digit] | None = None
         self.digit_callbacks: list[Callable[[Digit], None]] = []
         self._last_inband: tuple[str, float] | None = None
         self.endpointer: Endpointer | None = None
-        self.speech_events: asyncio.Queue[VadEvent] = asyncio.Queue()
+        self._speech_events: asyncio.Queue[VadEvent] | None = None
         self.speech_callbacks: list[Callable[[VadEvent], None]] = []
-        self.speech_started = asyncio.Event()
+        self._speech_started: asyncio.Event | None = None
         self.capture: list[PcmArray] | None = None
         self.room: MediaRoom | None = None
+
+    @property
+    def digits(self) -> asyncio.Queue[Digit]:
+        """Digits received (RFC 4733 or in-band) and not read yet, oldest first."""
+        if self._digits is None:
+            self._digits = asyncio.Queue()
+        return self._digits
+
+    @property
+    def speech_events(self) -> asyncio.Queue[VadEvent]:
+        """Speech detection events (:meth:`start_speech_detection`) not read yet."""
+        if self._speech_events is None:
+            self._speech_events = asyncio.Queue()
+        return self._speech_events
+
+    @property
+    def speech_started(self) -> asyncio.Event:
+        """Set while the caller is speaking (from :class:`SpeechStarted` to :class:`SpeechEnded`)."""
+        if self._speech_started is None:
+            self._speech_started = asyncio.Event()
+        return self._speech_started
 
     def media_changed(self) -> None:
         """Hook: this leg's consumers or own output changed (``RtpStream`` closes its relay gates)."""
@@ -449,8 +472,9 @@ class CallMedia:
 
     def flush_digits(self) -> None:
         """Forget digits received and not read yet."""
-        while not self.digits.empty():
-            self.digits.get_nowait()
+        queue = self._digits
+        while queue is not None and not queue.empty():
+            queue.get_nowait()
 
     async def send_dtmf(self, digits: str, *, duration_ms: int = 100, gap_ms: int = 60) -> None:
         """Send ``digits`` (``0-9*#A-D``, ``w`` = 0.5 s and ``W`` = 1 s pause) to the far end.

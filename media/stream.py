@@ -103,16 +103,16 @@ class RtpStream(RtpSending, CallMedia, RtcpReporting):
     # empty slots): fixed offsets instead of a per-instance dict, fewer cache lines per packet.
     # fmt: off
     __slots__ = (
-        "__weakref__", "_dtmf_timer", "_fwd_max_seq", "_fwd_seq_off", "_fwd_src", "_fwd_ts_off",
-        "_last_inband", "_latched_ssrc", "_resamplers", "_rng", "_rtcp_latched",
-        "_rtcp_timer", "_rtp_fd", "_rx_buf", "_rx_view", "_sent_since_report", "_silence", "after_loss",
-        "capture", "closed", "cname", "codec", "decoder", "digit_callbacks", "digits", "dtmf_rx",
+        "__weakref__", "_digits", "_dtmf_timer", "_fwd_max_seq", "_fwd_seq_off", "_fwd_src", "_fwd_ts_off",
+        "_last_inband", "_latched_ssrc", "_resamplers", "_rng", "_rtcp_latched", "_rtcp_timer", "_rtp_fd",
+        "_rx_buf", "_rx_view", "_sent_since_report", "_silence", "_speech_events", "_speech_started",
+        "after_loss", "capture", "closed", "cname", "codec", "decoder", "digit_callbacks", "dtmf_rx",
         "dtmf_slot", "dtmf_tx", "encoder", "endpointer", "engine", "frame_samples", "inband_dtmf_setting",
         "jitter", "last_payload", "latched", "law", "loop", "marker_next", "negotiated", "payload_type",
         "peer", "playbacks", "player", "ports", "receiving", "relay", "relay_gate", "remote", "remote_bye",
         "remote_rtcp", "rfc4733_seen", "room", "room_out", "rtt", "rx_fifo", "rx_frame_samples", "rx_stats",
-        "sample_rate", "sending", "seq", "sized_ptime", "sock", "speech_callbacks", "speech_events",
-        "speech_started", "ssrc", "stats", "taps", "te_clock_rate", "te_payload_type", "tick_in",
+        "sample_rate", "sending", "seq", "sized_ptime", "sock", "speech_callbacks",
+        "ssrc", "stats", "taps", "te_clock_rate", "te_payload_type", "tick_in",
         "tick_in8k", "ts", "ts_step",
     )
     # fmt: on

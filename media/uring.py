@@ -22,6 +22,7 @@ falls back to one ``recvfrom_into``/``sendto`` per datagram where it does not.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -195,7 +196,8 @@ class Ring:
             return
         del self.sqes, self.cqes, self._raw_sqes, self._sq_tail, self._cq_head, self._cq_tail
         for m in {id(self._sq_map): self._sq_map, id(self._cq_map): self._cq_map, 0: self._sqe_map}.values():
-            m.close()
+            with contextlib.suppress(BufferError):  # a view still alive: unmapped when it goes
+                m.close()
         os.close(self.fd)
         self.fd = -1
 
