@@ -4,20 +4,44 @@ Two legs bridged with the same codec relay packets through ``RelayGate`` (``medi
 these tests change the bridge's state mid-stream (NAT re-latch, re-INVITE to a new address,
 in-band DTMF detection, RFC 4733 digits sent into the bridge) over real UDP on 127.0.0.1 and
 check what the phones receive.
-The ``engine`` fixture (a started engine on its real clock) is in ``conftest.py``.
+Every test runs twice: with the poller's batched I/O (io_uring reads, the numpy relay table;
+skipped where the kernel has no io_uring) and with one system call per datagram (the gate's
+Python fast path, ``RelayGate.on_datagram``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
 
 from tests.media.rtp_phone import Phone, negotiated, tone
 from tests.peers import audio
+from trunkline.gateway.config import RtpConfig
+from trunkline.media import uring
 from trunkline.media.engine import MediaEngine
 from trunkline.media.stream import RtpStream
+
+
+@pytest.fixture(params=["batched", "per-datagram"])
+async def engine(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[MediaEngine]:
+    """A started engine whose poller reads in batches (io_uring) or one datagram per system call."""
+    batched = request.param == "batched"
+    if batched and not uring.available():
+        pytest.skip("io_uring is not available here")
+    monkeypatch.setenv("TRUNKLINE_IO_URING", "1" if batched else "0")
+    base = random.randrange(30000, 60000, 2000)
+    eng = MediaEngine(RtpConfig("127.0.0.1", base, base + 1999))
+    await eng.start()
+    assert eng.poller.ring is batched
+    yield eng
+    await eng.stop()
 
 
 async def _bridge(engine: MediaEngine, p1: Phone, p2: Phone) -> tuple[RtpStream, RtpStream]:
