@@ -4,8 +4,10 @@ Question: how many bridged PCMU calls (each 2 x 50 packets/s in and 2 x 50 out) 
 engine relay on one core with < 0.1 % loss and p99 one-way delay < 10 ms, compared with a bare
 non-blocking drain-and-echo loop (no RTP work) measured in the same run under the same load
 generator?  Two references: ``echo``, the classic asyncio pattern (one ``add_reader`` per socket,
-drained until ``BlockingIOError``), and ``echo-epoll``, the engine's own way of reading (one
-epoll set behind one reader, ``media/poller.py``): the I/O floor of the engine's technique.
+drained until ``BlockingIOError``), and ``echo-epoll``, the engine's per-datagram way of reading
+(one epoll set behind one reader, ``media/poller.py`` with ``ring=False``): the floor of a Python
+relay that makes one system call per datagram, which the engine's batched I/O (io_uring, the
+numpy relay table) goes below.
 
 The server (engine or echo) runs in its own process pinned to the idler CPU and the load
 generator (``bench/loadgen_rtp.py``, ``sendmmsg``/``recvmmsg``) in another pinned to the other
