@@ -16,6 +16,7 @@ per-datagram cost left in Python is the handler's own.
 from __future__ import annotations
 
 import ctypes
+import logging
 import socket
 import struct
 from collections.abc import Callable
@@ -45,6 +46,7 @@ _MSGHDR = np.dtype(
 )
 _IOVEC = np.dtype({"names": ["base", "len"], "formats": ["<u8", "<u8"], "itemsize": 16})
 _FAMILY = struct.Struct("=H")
+log = logging.getLogger(__name__)
 
 #: ``receiver(offset, n, address, now)``: a datagram of ``n`` octets at ``buffer[offset:]``.
 Receiver = Callable[[int, int, tuple[Any, ...], float], object]
@@ -144,6 +146,8 @@ class DatagramBatch:
         self.queue_owner = self.owners.append
         self.send_failures = 0
         self.stray_completions = 0
+        #: Handlers that raised (logged; the batch goes on).
+        self.handler_errors = 0
 
     def receive(self, fds: list[int], handlers: dict[int, Receiver], now: float) -> int:
         """Read one datagram from each of ``fds`` (at most :attr:`rows`) and handle them.
@@ -194,8 +198,15 @@ class DatagramBatch:
                     if key & 0xFFFF == socket.AF_INET and len(addresses) < 65536:  # the key is all of it
                         addresses[key] = addr
                 handler = handlers.get(int(recv_fds[row]))
-                if handler is not None:  # (None: removed by an earlier handler of this batch)
+                if handler is None:  # removed by an earlier handler of this batch
+                    continue
+                try:
                     handler(row << _ROW_SHIFT, n, addr, now)
+                except Exception:
+                    # The rest of the batch is already read: one broken stream must not lose
+                    # the other streams' datagrams (without io_uring they would stay queued).
+                    self.handler_errors += 1
+                    log.exception("datagram handler failed")
         finally:
             if self.pending:
                 self.flush()
