@@ -9,17 +9,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.peers.ports import bound_udp_sockets
 from trunkline.media.poller import DatagramPoller
 
 
 @pytest.fixture
 def sockets() -> Iterator[list[socket.socket]]:
-    socks = []
-    for _ in range(4):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        socks.append(s)
+    socks = bound_udp_sockets(4)
     yield socks
     for s in socks:
         s.close()

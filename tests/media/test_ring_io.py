@@ -9,22 +9,12 @@ from typing import Any, cast
 import pytest
 
 from tests.media.test_relay_table import Cursor, World, _steady_spec, make_packet
+from tests.peers.ports import ipv6_loopback_available
 from trunkline.media import uring
 from trunkline.media.ring_io import ROW, DatagramBatch, SendTarget, _address, sockaddr, source_key
 from trunkline.media.stream_send import HEADER
 
 pytestmark = pytest.mark.skipif(not uring.available(), reason="io_uring not available to this process")
-
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def _udp(host: str = "127.0.0.1", blocking: bool = False) -> socket.socket:
@@ -63,7 +53,7 @@ class Log:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_each_datagram_reaches_its_handler_with_its_source(batch: DatagramBatch, host: str) -> None:
-    if ":" in host and not _has_ipv6_loopback():
+    if ":" in host and not ipv6_loopback_available():
         pytest.skip("no IPv6 loopback")
     rxs = [_udp(host) for _ in range(5)]
     txs = [_udp(host) for _ in range(5)]

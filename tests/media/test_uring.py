@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.peers.ports import bound_udp_sockets
 from trunkline.media import uring
 from trunkline.media.ring_io import sockaddr
 from trunkline.media.uring import MSG_DONTWAIT, OP_RECVMSG, OP_SEND, SQE, Ring
@@ -77,12 +78,7 @@ def ring() -> Iterator[Ring]:
 
 @pytest.fixture
 def socks() -> Iterator[list[socket.socket]]:
-    made = []
-    for _ in range(6):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        made.append(s)
+    made = bound_udp_sockets(6)
     yield made
     for s in made:
         s.close()

@@ -100,3 +100,26 @@ def free_port_block(count: int) -> list[int]:
             _issued.update((kind, p) for p in block)
         return block
     raise RuntimeError(f"no block of {count} free UDP ports found on 127.0.0.1")
+
+
+def ipv6_loopback_available() -> bool:
+    """Whether this machine can bind a UDP socket to ``::1`` (IPv6 tests skip otherwise)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def bound_udp_sockets(count: int) -> list[socket.socket]:
+    """``count`` non-blocking UDP sockets bound to 127.0.0.1 on ports the kernel picks (close them)."""
+    made = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((LOOPBACK, 0))
+        sock.setblocking(False)
+        made.append(sock)
+    return made

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.peers.ports import ipv6_loopback_available
 from trunkline.gateway.config import Config, HttpConfig, ListenAddress, SipConfig, TlsConfig
 from trunkline.gateway.server import Server
 from trunkline.gateway.sip.framer import StreamFramer
@@ -428,16 +429,7 @@ async def test_garbage_never_kills_the_server(server: Server) -> None:
         sink.close()
 
 
-def ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback")
 async def test_ipv6_udp_and_tcp_options() -> None:
     sip = SipConfig(listen=(ListenAddress("udp", "::1", 0), ListenAddress("tcp", "::1", 0)))
     srv = Server(dataclasses.replace(Config.default(), sip=sip, http=HttpConfig(port=0)))
