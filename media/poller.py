@@ -216,7 +216,7 @@ class DatagramPoller:
         if batch is not None:
             table = batch.table
             fd = sock.fileno()
-            if fd < len(table.gate_of_fd) and table.gate_of_fd[fd] >= 0:
+            if 0 <= fd < len(table.gate_of_fd) and table.gate_of_fd[fd] >= 0:
                 table.sync(int(table.gate_of_fd[fd]))
 
     def sync_gates(self, part: int = 0, parts: int = 1) -> None:

@@ -146,7 +146,7 @@ class RelayTable:
 
     def remove(self, fd: int) -> None:
         """Take the gate of socket ``fd`` out (its state written back first); unknown sockets are ignored."""
-        if fd >= len(self.gate_of_fd):
+        if not 0 <= fd < len(self.gate_of_fd):  # (-1: a closed socket's fileno())
             return
         row = int(self.gate_of_fd[fd])
         if row < 0:
