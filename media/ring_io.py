@@ -184,24 +184,29 @@ class DatagramBatch:
         if not len(rows):
             return got
         keys = self._name_keys[rows].tolist()
-        recv_fds = recv["fd"]
+        sizes_list = res.tolist()
+        row_fds = recv["fd"][rows].tolist()
+        if gate_rows is None or max(gate_rows) < 0:
+            gate_rows = None
         addresses = self._addresses
+        get_handler = handlers.get
         try:
-            for i, (row, n, key) in enumerate(zip(rows.tolist(), res.tolist(), keys, strict=True)):
+            for i, row in enumerate(rows.tolist()):
                 if gate_rows is not None and gate_rows[i] >= 0:
                     gate = table.gates[gate_rows[i]]
                     if gate is not None:
                         gate.leg.close_relay_gate()  # not the steady state: the general path decides
+                key = keys[i]
                 addr = addresses.get(key)
                 if addr is None:
                     addr = _address(self._names[row].tobytes())
                     if key & 0xFFFF == socket.AF_INET and len(addresses) < 65536:  # the key is all of it
                         addresses[key] = addr
-                handler = handlers.get(int(recv_fds[row]))
+                handler = get_handler(row_fds[i])
                 if handler is None:  # removed by an earlier handler of this batch
                     continue
                 try:
-                    handler(row << _ROW_SHIFT, n, addr, now)
+                    handler(row << _ROW_SHIFT, sizes_list[i], addr, now)
                 except Exception:
                     # The rest of the batch is already read: one broken stream must not lose
                     # the other streams' datagrams (without io_uring they would stay queued).
