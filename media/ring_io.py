@@ -135,7 +135,7 @@ class DatagramBatch:
         send["opcode"] = OP_SEND
         send["msg_flags"] = MSG_DONTWAIT
         send["user_data"] = _SEND_BIT | idx
-        self._send = send
+        self._send_sqes = send
         self._send_raw = send.view(np.uint8).reshape(rows, SQE.itemsize)
         self._addresses: dict[int, tuple[Any, ...]] = {}
         #: Sends queued by handlers during a batch: (socket fd, offset, length, dest ptr, dest size).
@@ -217,55 +217,58 @@ class DatagramBatch:
                 self.flush()
         return got
 
+    def _send(
+        self,
+        fds: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+        sizes: npt.NDArray[np.int64],
+        dest_ptrs: npt.NDArray[np.int64],
+        dest_sizes: npt.NDArray[np.int64],
+    ) -> list[int]:
+        """Send ``buffer[offsets[i]:offsets[i] + sizes[i]]`` from socket ``fds[i]`` to the
+        sockaddr at ``dest_ptrs[i]`` for every ``i`` (one ``io_uring_enter``, at most :attr:`rows`);
+        return the indices of the sends that failed (a full socket buffer)."""
+        count = len(fds)
+        send = self._send_sqes
+        send["fd"][:count] = fds
+        send["addr"][:count] = self._base + offsets
+        send["len"][:count] = sizes
+        send["off"][:count] = dest_ptrs
+        send["addr_len"][:count] = dest_sizes
+        user_data, res = self.ring.submit(self._send_raw[:count])
+        self.stray_completions += int(((user_data & _SEND_BIT) == 0).sum())
+        failed = [
+            value & 0xFFFF
+            for value in user_data[res < 0].tolist()
+            if value & _SEND_BIT and value & 0xFFFF < count
+        ]
+        self.send_failures += len(failed)
+        return failed
+
     def _send_relayed(
         self, rows: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64], gates: npt.NDArray[np.int64]
     ) -> None:
         """Send the packets the relay table rewrote in ``rows`` to their gates' peers (one call)."""
-        state = self.table.ints[gates]
-        count = len(rows)
-        send = self._send
-        send["fd"][:count] = state[:, OUT_FD]
-        send["addr"][:count] = self._base + (rows << _ROW_SHIFT)
-        send["len"][:count] = sizes
-        send["off"][:count] = state[:, DEST_PTR]
-        send["addr_len"][:count] = state[:, DEST_SIZE]
-        user_data, res = self.ring.submit(self._send_raw[:count])
-        failed = res < 0
-        if failed.any():
-            table = self.table
-            for value in user_data[failed].tolist():
-                index = value & 0xFFFF
-                if value & _SEND_BIT and index < count:
-                    self.send_failures += 1
-                    row = int(gates[index])
-                    gate = table.gates[row]
-                    if gate is not None:
-                        table.send_failed(row, gate, int(sizes[index]))
-        self.stray_completions += int(((user_data & _SEND_BIT) == 0).sum())
+        table = self.table
+        state = table.ints[gates]
+        failed = self._send(
+            state[:, OUT_FD], rows << _ROW_SHIFT, sizes, state[:, DEST_PTR], state[:, DEST_SIZE]
+        )
+        for index in failed:
+            row = int(gates[index])
+            gate = table.gates[row]
+            if gate is not None:
+                table.send_failed(row, gate, int(sizes[index]))
 
     def flush(self) -> None:
         """Send the packets handlers queued (one ``io_uring_enter``); tell the owners of those that failed."""
         pending = self.pending
         owners = self.owners
         while pending:
-            chunk = pending[: self.rows]
-            table = np.array(chunk, dtype=np.int64)
-            count = len(chunk)
-            send = self._send
-            send["fd"][:count] = table[:, 0]
-            send["addr"][:count] = self._base + table[:, 1]
-            send["len"][:count] = table[:, 2]
-            send["off"][:count] = table[:, 3]
-            send["addr_len"][:count] = table[:, 4]
-            user_data, res = self.ring.submit(self._send_raw[:count])
-            failed = res < 0
-            if failed.any():
-                for value in user_data[failed].tolist():
-                    index = value & 0xFFFF
-                    if value & _SEND_BIT and index < count:
-                        self.send_failures += 1
-                        owners[index].send_failed(chunk[index][2])
-            self.stray_completions += int(((user_data & _SEND_BIT) == 0).sum())
+            count = min(len(pending), self.rows)
+            queued = np.array(pending[:count], dtype=np.int64)
+            for index in self._send(queued[:, 0], queued[:, 1], queued[:, 2], queued[:, 3], queued[:, 4]):
+                owners[index].send_failed(int(queued[index, 2]))
             del pending[:count]
             del owners[:count]
 
