@@ -84,8 +84,7 @@ class DatagramPoller:
         self._pause: asyncio.TimerHandle | None = None
 
         self._handlers: dict[int, Handler] = {}
-        self._receivers: dict[int, tuple[socket.socket, Receiver]] = {}
-        self._receive_by_fd: dict[int, Receiver] = {}
+        self._receivers: dict[int, Receiver] = {}
         self._epoll: select.epoll | None = select.epoll() if hasattr(select, "epoll") else None
         self._watching = False
         if ring is None:
@@ -157,8 +156,7 @@ class DatagramPoller:
     def add_receiver(self, sock: socket.socket, receiver: Receiver) -> None:
         """Read ``sock``'s datagrams for it: ``receiver(offset, n, address, now)`` gets each one."""
         fd = sock.fileno()
-        self._receivers[fd] = (sock, receiver)
-        self._receive_by_fd[fd] = receiver
+        self._receivers[fd] = receiver
         if self._batch is None:
             self.add(fd, self._reader(sock, receiver))
             return
@@ -181,8 +179,7 @@ class DatagramPoller:
         fd = sock.fileno()
         if fd not in self._receivers:
             return
-        self._receivers[fd] = (sock, receiver)
-        self._receive_by_fd[fd] = receiver
+        self._receivers[fd] = receiver
         if self._batch is None:
             self.replace(fd, self._reader(sock, receiver))
 
@@ -242,7 +239,6 @@ class DatagramPoller:
 
     def remove(self, fd: int) -> None:
         """Stop polling ``fd`` (call before closing the socket; unknown descriptors are ignored)."""
-        self._receive_by_fd.pop(fd, None)
         if self._receivers.pop(fd, None) is not None and self._batch is not None:
             self._batch.table.remove(fd)
         if self._handlers.pop(fd, None) is None:
@@ -274,7 +270,6 @@ class DatagramPoller:
             self._batch = None
         self._handlers.clear()
         self._receivers.clear()
-        self._receive_by_fd.clear()
 
     def _call(self, handler: Handler) -> None:
         handler(self.loop.time())
@@ -311,7 +306,7 @@ class DatagramPoller:
                         if handler is not None:
                             handler(now)
             if fds:
-                batch.receive(fds, self._receive_by_fd, now)
+                batch.receive(fds, receivers, now)
         self.dispatched += served
         if served >= 8 and self.coalesce > 0 and self._pause is None:
             # Busy: from now on look every `coalesce` seconds (a timer), not at every datagram.
