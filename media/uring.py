@@ -1,19 +1,19 @@
-"""A minimal io_uring (Linux 5.1+) through ctypes and numpy, for batched datagram I/O.
+"""A minimal io_uring through ctypes and numpy, for batched datagram I/O.
 
 The media engine's relay moves one datagram in and one out per packet; with a system call
 each, two thousand RTP sockets at 50 packets a second cost more in system-call entry, socket
 lookups and interpreter overhead than in the network stack itself.  io_uring takes a whole
-batch of ``recvmsg``/``sendmsg`` operations, on as many sockets as there are, in one
+batch of ``recvmsg``/``send`` operations, on as many sockets as there are, in one
 ``io_uring_enter`` call.  Submission and completion queues are memory shared with the
 kernel; here they are numpy arrays, so a batch of operations is written and its results read
 with a few vectorised operations, not a Python statement per packet.
 
-Only what the engine needs is here: a ring (:class:`Ring`), submission of prepared
-64-octet entries (:meth:`Ring.submit`) and waiting for their completions.  The entries are
-prepared once per socket and copied into the queue (:data:`SQE`), so a batch costs one numpy
-copy.  Operations on non-blocking datagram sockets with ``MSG_DONTWAIT`` complete inside the
-``io_uring_enter`` call that submits them (or fail with ``-EAGAIN``), so a caller that waits
-for as many completions as it submitted gets them all back in that call.
+Only what the engine needs is here: a ring (:class:`Ring`) and submission of prepared
+64-octet entries (:meth:`Ring.submit`), which returns what completed.  The entries are written
+with numpy (:data:`SQE`), a batch at a time.  Operations on non-blocking datagram sockets with
+``MSG_DONTWAIT`` complete inside the ``io_uring_enter`` call that submits them (or fail with
+``-EAGAIN``), so the caller gets every result back from that call and never waits.  A send
+with a destination address (``sendto``) needs Linux 6.0.
 
 :func:`available` says whether the kernel offers io_uring to this process (it may be
 missing, or switched off by ``kernel.io_uring_disabled`` or a seccomp filter); the engine
@@ -38,7 +38,6 @@ __all__ = [
     "MSG_DONTWAIT",
     "OP_RECVMSG",
     "OP_SEND",
-    "OP_SENDMSG",
     "SQE",
     "Ring",
     "available",
@@ -54,7 +53,6 @@ _FEAT_SINGLE_MMAP = 1
 _SETUP_SUBMIT_ALL = 1 << 7  # 5.18: an entry that fails does not stop the rest of the batch
 _SETUP_COOP_TASKRUN = 1 << 8  # 5.19: no interrupts for completions run as task work
 
-OP_SENDMSG = 9
 OP_RECVMSG = 10
 OP_SEND = 26
 MSG_DONTWAIT = 0x40
