@@ -28,6 +28,8 @@ import ctypes.util
 import errno
 import mmap
 import os
+import socket
+import struct
 import sys
 
 import numpy as np
@@ -204,13 +206,50 @@ _AVAILABLE: bool | None = None
 
 
 def available() -> bool:
-    """Whether io_uring works for this process (checked once by creating a small ring)."""
+    """Whether io_uring works for this process as the engine uses it (checked once).
+
+    A ring can exist on kernels that lack what the engine needs (a send with a destination
+    address came in Linux 6.0), so the check sends one datagram through a small ring from one
+    loopback socket to another and reads it back.
+    """
     global _AVAILABLE
     if _AVAILABLE is None:
         try:
-            Ring(8).close()
+            _AVAILABLE = _probe()
         except (OSError, ValueError):
             _AVAILABLE = False
-        else:
-            _AVAILABLE = True
     return _AVAILABLE
+
+
+def _probe() -> bool:
+    ring = Ring(8)
+    try:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        ):
+            tx.bind(("127.0.0.1", 0))
+            rx.bind(("127.0.0.1", 0))
+            rx.setblocking(False)
+            payload = np.frombuffer(b"trunkline", dtype=np.uint8).copy()
+            dest = np.zeros(16, dtype=np.uint8)  # struct sockaddr_in
+            dest[:8] = np.frombuffer(
+                struct.pack("=H", socket.AF_INET)
+                + struct.pack("!H", rx.getsockname()[1])
+                + socket.inet_aton("127.0.0.1"),
+                dtype=np.uint8,
+            )
+            entry = np.zeros(1, dtype=SQE)
+            entry["opcode"] = OP_SEND
+            entry["fd"] = tx.fileno()
+            entry["addr"] = payload.ctypes.data
+            entry["len"] = len(payload)
+            entry["off"] = dest.ctypes.data
+            entry["addr_len"] = len(dest)
+            entry["msg_flags"] = MSG_DONTWAIT
+            _, res = ring.submit(entry.view(np.uint8).reshape(1, SQE.itemsize))
+            if len(res) != 1 or int(res[0]) != len(payload):
+                return False
+            return rx.recv(64) == payload.tobytes()
+    finally:
+        ring.close()

@@ -220,3 +220,11 @@ def test_close_is_idempotent() -> None:
     assert r.fd == -1
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_availability_probes_the_send_the_engine_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The probe sends a datagram through a ring; a kernel without the operation (older than
+    # 6.0 for a send with a destination) answers -EINVAL, which an unknown opcode stands in for.
+    assert uring._probe() is True
+    monkeypatch.setattr(uring, "OP_SEND", 250)
+    assert uring._probe() is False
